@@ -1,0 +1,1 @@
+"""regkit: regularization in deep-learning optimizers."""
