@@ -72,6 +72,16 @@ def test_vit_tokens_per_image():
     assert model.position_embedding.num_embeddings == (28 // 4) ** 2
 
 
+def test_mlp_flattens_images_in_logical_order():
+    torch.manual_seed(0)
+    model = build_model("mlp", 5, in_channels=2, image_size=4, hidden=(), bias=False)
+    (linear,) = model.net
+    x = torch.randn(3, 2, 4, 4)
+    expected = x.reshape(3, 32) @ linear.weight.T
+    torch.testing.assert_close(model(x), expected)
+    torch.testing.assert_close(model(x.to(memory_format=torch.channels_last)), expected)
+
+
 # --- ResNet-18 parameter count ---------------------------------------------------------------
 
 def conv_bn_params(c_in, c_out, k):
@@ -248,7 +258,7 @@ def test_bf16_autocast_matches_fp32_within_tolerance():
 @pytest.mark.parametrize("name", list(MODELS))
 def test_forward_compiles_without_graph_breaks(name):
     torch.manual_seed(0)
-    model = make(name).eval()
+    model = make(name).train()  # the training path: BN batch statistics, dropout branch
     x = example_input(name)
     compiled = torch.compile(model, fullgraph=True, backend="eager")  # a graph break raises
     torch.testing.assert_close(compiled(x), model(x))
@@ -275,6 +285,10 @@ def test_unexpected_keyword_names_valid_ones():
     ("vit", {"patch": 5}, r"image_size \(32\) must be divisible by patch \(5\)"),
     ("vit", {"heads": 5}, r"dim \(192\) must be divisible by heads \(5\)"),
     ("vit", {"dropout": 1.0}, "dropout must be in"),
+    ("grok_transformer", {"heads": 3}, r"width \(128\) must be divisible by heads \(3\)"),
+    ("onehot_mlp", {"depth": 0}, "depth must be a positive int, got 0"),
+    ("mlp", {"hidden": 128}, r"hidden must be a tuple of positive ints \(one per hidden layer\), got 128"),
+    ("mlp", {"hidden": (64, 0)}, r"hidden\[1\] must be a positive int, got 0"),
     ("mlp", {"activation": "swish"}, r"activation must be one of \['gelu', 'relu', 'tanh'\], got 'swish'"),
     ("vgg11", {"width_multiplier": -1}, "width_multiplier must be > 0, got -1"),
 ])

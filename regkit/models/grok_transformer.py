@@ -1,4 +1,4 @@
-"""The 1-layer decoder transformer of the CPR paper's grokking example (METHODS.md section 3)."""
+"""The 1-layer decoder transformer of the CPR grokking example (Franke et al., NeurIPS 2024)."""
 import math
 
 import torch
@@ -32,7 +32,10 @@ class GrokTransformer(nn.Module):
         super().__init__()
         self.p = positive_int("p", p)
         positive_int("width", width)
+        positive_int("heads", heads)
         positive_int("mlp", mlp)
+        if width % heads:
+            raise ValueError(f"width ({width}) must be divisible by heads ({heads})")
         self.seq_len = positive_int("seq_len", seq_len)
         self.token_embedding = nn.Embedding(p + 1, width)
         self.position_embedding = nn.Embedding(seq_len, width)

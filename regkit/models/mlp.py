@@ -30,7 +30,8 @@ class MLP(nn.Module):
         super().__init__()
         positive_int("in_features", in_features)
         positive_int("num_classes", num_classes)
-        hidden = tuple(hidden)
+        if not isinstance(hidden, (tuple, list)):
+            raise ValueError(f"hidden must be a tuple of positive ints (one per hidden layer), got {hidden!r}")
         for i, h in enumerate(hidden):
             positive_int(f"hidden[{i}]", h)
         choice("activation", activation, ACTIVATIONS)
@@ -46,8 +47,9 @@ class OneHotMLP(nn.Module):
     ``depth`` hidden ReLU layers of width ``hidden`` -> ``p`` logits. Bias-free by default.
 
     Input: int64 tokens of shape (N, 2) or (N, 3) (the ``=`` column is ignored). With
-    p = 113, train fraction 0.4, full-batch AdamW (lr 5e-3, wd 1.0) it groks within about
-    1,000 steps on one CPU core (see ``NOTES.md``), so it is the course's quick grokking model.
+    p = 113, train fraction 0.4, full-batch AdamW (lr 5e-3, wd 1.0, betas (0.9, 0.99)) it
+    reaches 99% validation accuracy after about 1,000 steps, about a minute of one CPU core
+    (with wd 0 it does not generalize): the course's quick grokking model.
     """
 
     def __init__(self, p, hidden=200, depth=2, bias=False):

@@ -10,7 +10,6 @@ class EncoderBlock(nn.Module):
 
     def __init__(self, dim, heads, mlp_ratio, dropout):
         super().__init__()
-        positive_int("mlp_ratio", mlp_ratio)
         self.ln1 = nn.LayerNorm(dim)
         self.attn = SelfAttention(dim, heads, bias=True, dropout=dropout)
         self.ln2 = nn.LayerNorm(dim)
@@ -33,8 +32,8 @@ class ViT(nn.Module):
     ImageNet-1k", 2022). The position embedding is an ``nn.Embedding`` (one row per patch)
     so parameter grouping treats it as an embedding. Init: linear weights and the position
     embedding truncated N(0, 0.02^2), biases zero, LayerNorm (1, 0), patch conv torch default.
-    Defaults (dim 192, depth 6, 3 heads, patch 4, MLP ratio 2) make a ViT-Tiny-width model
-    with 64 tokens for 32x32 input; ``image_size`` must be divisible by ``patch``.
+    Defaults: ViT-Tiny's width (dim 192, 3 heads) at half its depth (6) and MLP ratio (2),
+    patch 4: 64 tokens for 32x32 input, 49 for 28x28. ``image_size`` must be divisible by ``patch``.
     """
 
     def __init__(self, num_classes, in_channels=3, image_size=32, patch=4, dim=192, depth=6, heads=3,
@@ -44,7 +43,12 @@ class ViT(nn.Module):
         positive_int("in_channels", in_channels)
         positive_int("image_size", image_size)
         positive_int("patch", patch)
+        positive_int("dim", dim)
         positive_int("depth", depth)
+        positive_int("heads", heads)
+        positive_int("mlp_ratio", mlp_ratio)
+        if dim % heads:
+            raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
         if image_size % patch:
             raise ValueError(f"image_size ({image_size}) must be divisible by patch ({patch})")
         self.patch_embedding = nn.Conv2d(in_channels, dim, patch, stride=patch)
