@@ -61,7 +61,7 @@ def write_json_atomically(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "x", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
+            json.dump(data, f, indent=2)  # insertion order: results appear in the order recorded
             f.write("\n")
         os.replace(tmp, path)
     except BaseException:
