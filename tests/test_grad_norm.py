@@ -28,7 +28,8 @@ def tanh_net(seed=0):
 
 def dropout_net(seed=0, batchnorm=False):
     torch.manual_seed(seed)
-    layers = [nn.Linear(5, 8)] + ([nn.BatchNorm1d(8)] if batchnorm else []) + [nn.ReLU(), nn.Dropout(0.5),
+    # Dropout before ReLU: its input is nonzero, so its output's zeros are exactly the dropped units
+    layers = [nn.Linear(5, 8)] + ([nn.BatchNorm1d(8)] if batchnorm else []) + [nn.Dropout(0.5), nn.ReLU(),
                                                                               nn.Linear(8, 3)]
     model = nn.Sequential(*layers).double()
     x, y = torch.randn(12, 5, dtype=torch.float64), torch.randint(0, 3, (12,))
@@ -315,14 +316,14 @@ def test_batchnorm_running_stats_see_only_the_first_pass(difference):
     unprotected, _, _ = dropout_net(batchnorm=True)
     GNP(unprotected.parameters(), torch.optim.SGD, difference=difference, lr=0.1).step(
         make_closure(unprotected, x, y, F.cross_entropy))
-    assert unprotected[1].num_batches_tracked.item() == 2 if difference == "forward" else 3
+    assert unprotected[1].num_batches_tracked.item() == (2 if difference == "forward" else 3)
 
 
 @pytest.mark.parametrize("difference", ["forward", "central"])
 def test_dropout_masks_identical_in_all_passes_and_rng_advances_as_one_pass(difference):
     model, x, y = dropout_net()
     masks = []
-    model[2].register_forward_hook(lambda m, inp, out: masks.append(out != 0))
+    model[1].register_forward_hook(lambda m, inp, out: masks.append(out != 0))
     opt = GNP(model.parameters(), torch.optim.SGD, difference=difference, lr=0.1)
     passes = 2 if difference == "forward" else 3
     closure = make_closure(model, x, y, F.cross_entropy)
@@ -511,3 +512,15 @@ def test_finite_difference_primitives_compile_without_graph_breaks(foreach):
     compiled = torch.compile(fd_update, fullgraph=True, backend="eager")(*lists)
     for a, b in zip(compiled, expected, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_bfloat16_params_step_close_to_float64(foreach):
+    model, x, y = tanh_net()
+    low = copy.deepcopy(model).to(torch.bfloat16)
+    for m, xx, yy in [(model, x, y), (low, x.bfloat16(), y.bfloat16())]:
+        GNP(m.parameters(), torch.optim.SGD, difference="central", foreach=foreach, lr=0.5).step(
+            make_closure(m, xx, yy))
+    for p, q in zip(model.parameters(), low.parameters(), strict=True):
+        assert q.dtype == torch.bfloat16
+        torch.testing.assert_close(q.double(), p, rtol=2e-2, atol=2e-2)
