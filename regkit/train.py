@@ -403,6 +403,34 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
         torch.mps.set_rng_state(state["mps"])
 
 
+def _training_state(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, train_loader: Iterable,
+                    eval_loaders: Mapping[str, Iterable]) -> dict[str, Any]:
+    """The ``state_dict()`` of every stateful object of a run (None where it has none)."""
+    return {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "train_loader": train_loader.state_dict() if hasattr(train_loader, "state_dict") else None,
+        "eval_loaders": {n: ld.state_dict() for n, ld in eval_loaders.items() if hasattr(ld, "state_dict")},
+    }
+
+
+def _restore(state: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+             train_loader: Iterable, eval_loaders: Mapping[str, Iterable]) -> None:
+    """Load what :func:`_training_state` saved back into the run's objects."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if state["train_loader"] is not None and hasattr(train_loader, "load_state_dict"):
+        train_loader.load_state_dict(state["train_loader"])
+    else:
+        warnings.warn("train_loader has no state_dict()/load_state_dict(): the resumed run restarts its "
+                      "data stream, so it will not repeat the uninterrupted trajectory", stacklevel=3)
+    for name, loader_state in state["eval_loaders"].items():
+        if hasattr(eval_loaders.get(name), "load_state_dict"):
+            eval_loaders[name].load_state_dict(loader_state)
+
+
 def _save_atomically(state: Mapping[str, Any], path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` (never a half-written file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -457,6 +485,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
     ``channels_last`` converts the model and 4-D inputs. ``meta``: JSON-serialisable facts
     (e.g. ``{"dataset": ds.name}``) stored in ``History.meta`` beside the device and timings.
     ``progress``: a ``tqdm.auto`` bar (a widget in notebooks) and a final one-line summary.
+    ``History.meta`` also holds ``train_time_s`` and ``eval_time_s`` (evaluation, hooks and
+    checkpoints), summed over resumed runs, ``time_per_step_s`` and this call's ``wall_time_s``.
     """
     length = _loader_len(train_loader)
     if (steps is None) == (epochs is None):
@@ -510,18 +540,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
         start = state["step"]
         if start > total:
             raise ValueError(f"{checkpoint} is at step {start}, beyond the {total} steps asked for")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        if state["train_loader"] is not None and hasattr(train_loader, "load_state_dict"):
-            train_loader.load_state_dict(state["train_loader"])
-        else:
-            warnings.warn("train_loader has no state_dict()/load_state_dict(): the resumed run restarts its "
-                          "data stream, so it will not repeat the uninterrupted trajectory", stacklevel=2)
-        for name, loader_state in state["eval_loaders"].items():
-            if hasattr(eval_loaders.get(name), "load_state_dict"):
-                eval_loaders[name].load_state_dict(loader_state)
+        _restore(state, model, optimizer, scheduler, train_loader, eval_loaders)
         running.load_state_dict(state["running"])
         history = History.from_dict(state["history"])
         history.meta.update(meta or {})
@@ -579,11 +598,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
                 bar.set_postfix(postfix, refresh=False)
             if save:
                 _save_atomically({
-                    "version": CHECKPOINT_VERSION, "step": step,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "train_loader": train_loader.state_dict() if hasattr(train_loader, "state_dict") else None,
-                    "eval_loaders": {n: ld.state_dict() for n, ld in eval_loaders.items() if hasattr(ld, "state_dict")},
+                    "version": CHECKPOINT_VERSION, "step": step, **_training_state(
+                        model, optimizer, scheduler, train_loader, eval_loaders),
                     "running": running.state_dict(), "rng": _rng_state(), "history": history.to_dict(),
                 }, checkpoint)
             if is_eval or save:

@@ -446,3 +446,12 @@ def test_history_round_trips_and_merges_rows_of_one_step(tmp_path):
     assert loaded.rows[:2] == history.rows[:2] and math.isnan(loaded.rows[2]["train_loss"])
     assert loaded.meta == {"dataset": "synthetic"} and len(loaded) == 3
     assert "3 rows" in repr(loaded)
+
+
+def test_resuming_with_a_loader_without_state_warns(tmp_path):
+    model, optimizer, _, loader, _ = make_run()
+    batches = list(loader)
+    run(model, optimizer, batches, steps=3, checkpoint=tmp_path / "run.pt")
+    with pytest.warns(UserWarning, match="train_loader has no state_dict"):
+        history = run(model, optimizer, batches, steps=5, checkpoint=tmp_path / "run.pt", resume=True)
+    assert history.meta["resumed_at"] == [3] and history.rows[-1]["step"] == 5
