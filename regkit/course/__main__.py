@@ -1,0 +1,75 @@
+"""``python -m regkit.course {run,list}``: run the course's notebooks, or list them with their parameters."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from regkit.course.notebook import CourseError, discover, select
+from regkit.course.profiles import PROFILES
+from regkit.course.runner import DEFAULT_CELL_TIMEOUT_S, NOTEBOOKS_DIR, RUNS_DIR, run_course
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m regkit.course", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="execute the notebooks with papermill, then write the summary")
+    run.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)} (default quick)")
+    run.add_argument("--only", action="append", metavar="NB",
+                     help="notebook number or name, repeatable or comma-separated (default: all)")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="set a notebook parameter (applies to every selected notebook that declares it)")
+    run.add_argument("--resume", action="store_true",
+                     help="skip notebooks that already succeeded with the same parameters and content")
+    run.add_argument("--out", metavar="DIR", help=f"output directory (default {RUNS_DIR}/<profile>)")
+    run.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), metavar="DIR", help="notebook directory")
+    run.add_argument("--cell-timeout", type=float, metavar="SECONDS",
+                     help="per-cell limit, 0 for none (default: " + ", ".join(
+                         f"{p} {t} s" for p, t in DEFAULT_CELL_TIMEOUT_S.items()) + ")")
+    run.add_argument("--log-output", action="store_true", help="stream the notebooks' output to the log")
+
+    listing = commands.add_parser("list", help="show the notebooks and their parameters")
+    listing.add_argument("--only", action="append", metavar="NB")
+    listing.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), metavar="DIR")
+    return root
+
+
+def list_notebooks(notebooks_dir: str, only: list[str] | None) -> None:
+    selected = select(discover(notebooks_dir), only)
+    if not selected:
+        print(f"no notebooks NN_topic.ipynb in {notebooks_dir}")
+    for nb in selected:
+        print(nb.name)
+        for p in nb.parameters().values():
+            kind = p.kind.__name__ if p.kind else "profile's value"
+            line = f"    {p.name} = {p.default!r}  ({kind})"
+            print(line + (f"  # {p.help}" if p.help else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            list_notebooks(args.notebooks, args.only)
+            return 0
+        if args.log_output:
+            logging.basicConfig(level=logging.INFO, format="%(message)s")
+        run = run_course(
+            args.profile, args.only, dict(args.parameter), resume=args.resume, notebooks_dir=args.notebooks,
+            out_dir=args.out, cell_timeout=args.cell_timeout, log_output=args.log_output,
+        )
+    except CourseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    counts = {s: sum(o.status == s for o in run.outcomes) for s in ("ok", "failed", "skipped")}
+    print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped; "
+          f"summary: {run.summary[0]} and {run.summary[1].name}")
+    for outcome in run.failed:
+        print(outcome.message, file=sys.stderr)
+    return 1 if run.failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,456 @@
+"""Gradient-norm penalty (GR): exact by double backprop, Hessian-free by a two-pass wrapper.
+
+Objective ``L(theta) + lam * ||g(theta)||`` with ``g = grad L``; its gradient is
+``g + lam * H g / ||g|| = g + lam * H v`` with ``v = g / ||g||``.
+
+Zhao, Zhang, Hu, "Penalizing Gradient Norm for Efficiently Improving Generalization in Deep
+Learning", ICML 2022 (arXiv:2202.03599). GR warmups: Zhao, Zhang, Hu, "When Will Gradient
+Regularization Be Harmful?", ICML 2024 (arXiv:2406.09723). SAM: Foret et al., ICLR 2021.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+DIFFERENCES = ("forward", "central", "exact")
+NORMALIZATIONS = ("global", "layer")
+MIXES = ("paper", "official")
+WARMUPS = (None, "lambda", "r", "zero")
+
+
+def gradient_norm(loss: Tensor, params, *, squared: bool = False, create_graph: bool = True) -> Tensor:
+    """``||grad_params loss||`` (or its square) as a differentiable scalar, for use as a loss term.
+
+    ``(loss + lam * gradient_norm(loss, params)).backward()`` leaves ``g + lam * H g / ||g||`` in
+    ``.grad`` (``g + 2 lam H g`` with ``squared=True``): double backprop, about 3x a plain step.
+    Parameters the loss does not reach count as zero gradient. At ``g = 0`` the norm's gradient is
+    0, not NaN (``torch.linalg.vector_norm``'s backward masks the zero norm).
+
+    >>> w = torch.tensor([3.0, 4.0], requires_grad=True)
+    >>> float(gradient_norm((w ** 2).sum() / 2, [w]))
+    5.0
+    """
+    grads = [g for g in torch.autograd.grad(loss, list(params), create_graph=create_graph, allow_unused=True)
+             if g is not None]
+    if not grads:
+        raise ValueError("gradient_norm: the loss does not depend on any of the given params")
+    if squared:
+        return sum(g.square().sum() for g in grads)
+    return _penalty(grads, layerwise=False)
+
+
+def _penalty(grads: list[Tensor], layerwise: bool) -> Tensor:
+    """Differentiable ``||g||`` (global) or ``sum_i ||g_i||`` (layerwise): their gradients are ``H v``."""
+    norms = [torch.linalg.vector_norm(g) for g in grads]
+    if layerwise:
+        return sum(norms)
+    dtype = functools.reduce(torch.promote_types, [n.dtype for n in norms])
+    return torch.linalg.vector_norm(torch.stack([n.to(dtype) for n in norms]))
+
+
+def gr_warmup(warmup: str | None, step: int, warmup_steps: int | None) -> tuple[float, float]:
+    """Multipliers ``(alpha_t / alpha, r_t / r)`` at optimizer step ``t = step`` (counted from 1).
+
+    ``None``: ``(1, 1)``. ``"lambda"``: ``alpha_t = alpha * min(1, t/T)``. ``"r"``:
+    ``r_t = r * min(1, t/T)``. ``"zero"``: ``(0, 0)`` while ``t <= T`` (plain one-pass steps during
+    the T warmup steps), then ``(1, 1)``. ``T = warmup_steps``; Zhao et al., ICML 2024.
+    """
+    if warmup is None:
+        return 1.0, 1.0
+    ramp = min(1.0, step / warmup_steps)
+    if warmup == "lambda":
+        return ramp, 1.0
+    if warmup == "r":
+        return 1.0, ramp
+    if warmup == "zero":
+        return (0.0, 0.0) if step <= warmup_steps else (1.0, 1.0)
+    raise ValueError(f"warmup={warmup!r}; valid choices: {WARMUPS}")
+
+
+# Tensor-list primitives of the finite-difference step: one definition of the math, a foreach
+# path (torch._foreach_*, default on CUDA) and a for-loop reference path. No host syncs.
+
+
+def inverse_norms(grads: list[Tensor], normalize: str = "global", foreach: bool = False) -> list[Tensor]:
+    """``1 / ||g||`` for each tensor: one global norm over all tensors (``"global"``) or each tensor's
+    own (``"layer"``). Norms stay device tensors, accumulated in at least float32 and clamped at
+    ``finfo.tiny`` so that ``g = 0`` gives ``v = 0`` (no perturbation) instead of NaN."""
+    dtype = functools.reduce(torch.promote_types, [g.dtype for g in grads], torch.float32)
+    if foreach:
+        norms = list(torch._foreach_norm(grads, 2, dtype=dtype))
+    else:
+        norms = [torch.linalg.vector_norm(g, dtype=dtype) for g in grads]
+    tiny = torch.finfo(dtype).tiny
+    if normalize == "global":
+        total = torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
+        return [total.clamp_min(tiny).reciprocal()] * len(grads)
+    return [n.clamp_min(tiny).reciprocal() for n in norms]
+
+
+def _copy_(dst: list[Tensor], src: list[Tensor], foreach: bool) -> None:
+    if foreach:
+        torch._foreach_copy_(dst, src)
+    else:
+        for d, s in zip(dst, src, strict=True):
+            d.copy_(s)
+
+
+def _mul_(tensors: list[Tensor], scales: list[Tensor], foreach: bool) -> None:
+    if foreach:
+        torch._foreach_mul_(tensors, scales)
+    else:
+        for t, s in zip(tensors, scales, strict=True):
+            t.mul_(s)
+
+
+def perturb_(params: list[Tensor], origin: list[Tensor], grads: list[Tensor], inv_norms: list[Tensor],
+             step: float, foreach: bool = False) -> None:
+    """``theta <- theta_0 + step * g / ||g||`` in place, from the saved copy ``origin = theta_0``
+    (``step = +r`` or ``-r``), so every perturbation starts from the exact same weights."""
+    _copy_(params, origin, foreach)
+    if foreach:
+        torch._foreach_addcmul_(params, grads, inv_norms, value=step)
+    else:
+        for p, g, s in zip(params, grads, inv_norms, strict=True):
+            p.addcmul_(g, s, value=step)
+
+
+def combine_(g0: list[Tensor], perturbed: list[tuple[float, list[Tensor]]], alpha: float,
+             foreach: bool = False) -> list[Tensor]:
+    """``g0 <- g0 + (alpha / n) * sum_s s * (g_s - g0)`` in place over the ``n`` perturbed passes
+    ``(s, g_s = g(theta + s r v))``, i.e. ``g0 + lam * (finite-difference H v)`` with ``lam = alpha r``.
+
+    forward (``s = +1``): ``(1 - alpha) g0 + alpha g+``; central (``s = +1, -1``):
+    ``g0 + (alpha / 2) (g+ - g-)``; no perturbed pass: ``g0``. Returns ``g0``."""
+    if not perturbed:
+        return g0
+    weight = alpha / len(perturbed)
+    keep = 1.0 - weight * sum(sign for sign, _ in perturbed)
+    if foreach:
+        torch._foreach_mul_(g0, keep)
+        for sign, grads in perturbed:
+            torch._foreach_add_(g0, grads, alpha=weight * sign)
+    else:
+        for i, d in enumerate(g0):
+            d.mul_(keep)
+            for sign, grads in perturbed:
+                d.add_(grads[i], alpha=weight * sign)
+    return g0
+
+
+@dataclass
+class _Pending:
+    """Scratch of one GNP step, alive from ``first_pass`` to ``restore_and_step`` (not state)."""
+
+    params: list[list[Tensor]]  # per group: the params that received a gradient in pass 1
+    grads: list[list[Tensor]]  # per group: g(theta), then the combined gradient
+    alphas: list[float]  # per group alpha_t (after warmup)
+    rs: list[float]  # per group r_t (after warmup)
+    rng: tuple
+    signs: tuple[float, ...]  # the perturbations step() makes: (), (+1,) forward, (+1, -1) central
+    foreach: bool
+    inv_norms: list[list[Tensor]] | None = None
+    origin: list[list[Tensor]] | None = None  # copy of theta_0, made by the first perturb()
+    running_stats: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    sign: float | None = None  # sign of the perturbation in place now
+    perturbed: list[tuple[float, list[list[Tensor]]]] = field(default_factory=list)
+
+
+def _rng_state() -> tuple:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(state: tuple) -> None:
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _running_stats(model: nn.Module) -> list[Tensor]:
+    """Running-statistics buffers of every norm layer that tracks them (BatchNorm, InstanceNorm)."""
+    names = ("running_mean", "running_var", "num_batches_tracked")
+    return [b for m in model.modules() if getattr(m, "track_running_stats", False)
+            for b in (getattr(m, n, None) for n in names) if b is not None]
+
+
+def _check_choice(name: str, value, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of {choices}")
+
+
+def _check_nonnegative(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < float("inf"):
+        raise ValueError(f"{name}={value!r} is not valid; it must be a finite number >= 0")
+
+
+class GNP(Optimizer):
+    """Gradient-norm penalty by finite differences: two passes around any base optimizer.
+
+    Per step, on the closure's batch (``lam = alpha * r``; ``v = g / ||g||`` over all params, or per
+    tensor with ``normalize="layer"``)::
+
+        g0 = g(theta)                              # pass 1 (the returned loss is L(theta))
+        g+ = g(theta + r v)                        # pass 2, same batch, same dropout masks
+        g- = g(theta - r v)                        # pass 3, difference="central" only
+        forward: d = (1 - alpha) g0 + alpha g+     # = g0 + lam (g+ - g0) / r
+        central: d = g0 + (alpha / 2) (g+ - g-)    # = g0 + lam (g+ - g-) / (2 r)
+        theta <- theta_0 (bitwise); .grad <- d; base_optimizer.step()
+
+    Taylor: ``g(theta +- r v) = g0 +- r Hv + (r^2/2) T[v,v] +- (r^3/6) T[v,v,v] + ...``, so the
+    forward ``d`` is ``g0 + lam Hv + lam (r/2) T[v,v] + O(lam r^2)`` and the central ``d`` is
+    ``g0 + lam Hv + lam (r^2/6) T[v,v,v] + O(lam r^4)``: at fixed ``lam`` both converge to the exact
+    penalty gradient ``g0 + lam H g0/||g0||`` as ``r -> 0``, at order 1 and 2 (round-off grows like
+    ``eps ||g|| lam / r``). ``difference="exact"`` computes ``g0 + lam Hv`` by double backprop instead
+    (then the closure must return the loss WITHOUT calling backward: the wrapper differentiates it
+    twice). ``alpha=1`` is SAM with ``rho = r``; ``alpha=0`` or ``r=0`` is the base optimizer (the
+    step then takes one pass). ``mix="official"`` (forward only) uses the official code's default
+    (``norm_perturbations``): ``d = (1 - alpha) v + alpha g+``, mixing the unit first gradient.
+
+    Args:
+        params: parameters or param groups; a group may override ``gnp_alpha`` / ``gnp_r``.
+        base_optimizer: an optimizer class (regkit or torch.optim), built as
+            ``base_optimizer(params, **base_kwargs)``; its param groups and state are shared, so LR
+            schedulers, ``zero_grad`` and checkpoints work on the wrapper.
+        alpha: mixing weight ``lam / r`` (paper: 0.8), in group key ``gnp_alpha``; any value >= 0.
+        r: finite-difference radius (paper: 0.1 CIFAR, 0.05 ImageNet), in group key ``gnp_r``.
+        difference: ``"forward"`` (2 passes), ``"central"`` (3 passes) or ``"exact"`` (double backprop).
+        normalize: ``"global"`` (paper) or ``"layer"`` (``v_i = g_i / ||g_i||``; the penalty becomes
+            ``sum_i ||g_i||``).
+        mix: ``"paper"`` or ``"official"`` (see above).
+        warmup: ``None``, ``"lambda"`` (``alpha_t = alpha min(1, t/T)``), ``"r"``
+            (``r_t = r min(1, t/T)``) or ``"zero"`` (plain one-pass steps for ``t <= T``), with
+            ``t`` the wrapper's step count from 1 and ``T = warmup_steps`` (Zhao et al., ICML 2024).
+        model: the module being trained. With it, the running statistics of its norm layers
+            (BatchNorm) are restored after the later passes, so they see pass 1 only; without it,
+            every pass updates them (the buffers are invisible from ``params``).
+        foreach: use ``torch._foreach_*`` ops; default: when all params are on CUDA.
+
+    The closure re-evaluates the SAME batch: it computes the loss, calls ``backward()`` and returns
+    the loss (zeroing the gradients in it is harmless: the wrapper sets ``.grad = None`` before
+    each pass). The CPU and CUDA RNG states are restored before the later passes, so dropout draws
+    the same masks and the global RNG advances as by one pass. The wrapper owns ``.grad``: after
+    the step it holds the combined gradient ``d`` that the base optimizer used. No host syncs: the
+    norm stays a device tensor. Memory: a copy of the weights and of ``g0`` (central: and ``g+``).
+
+    The passes are public for teaching; ``step(closure)`` is exactly::
+
+        loss = opt.first_pass(closure)
+        opt.perturb(+1.0); opt.second_pass(closure)    # the forward difference
+        opt.perturb(-1.0); opt.second_pass(closure)    # central only
+        opt.restore_and_step()
+
+    Example::
+
+        opt = GNP(model.parameters(), torch.optim.SGD, alpha=0.8, r=0.1, lr=0.1, momentum=0.9, model=model)
+
+        def closure():
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+
+        loss = opt.step(closure)
+    """
+
+    def __init__(self, params, base_optimizer: Callable[..., Optimizer], alpha: float = 0.8, r: float = 0.1,
+                 difference: str = "forward", normalize: str = "global", mix: str = "paper",
+                 warmup: str | None = None, warmup_steps: int | None = None, model: nn.Module | None = None,
+                 foreach: bool | None = None, **base_kwargs):
+        _check_nonnegative("alpha", alpha)
+        _check_nonnegative("r", r)
+        _check_choice("difference", difference, DIFFERENCES)
+        _check_choice("normalize", normalize, NORMALIZATIONS)
+        _check_choice("mix", mix, MIXES)
+        _check_choice("warmup", warmup, WARMUPS)
+        if mix == "official" and difference != "forward":
+            raise ValueError(f"mix='official' is defined for difference='forward' only, got difference={difference!r}")
+        if warmup is None and warmup_steps is not None:
+            raise ValueError(f"warmup_steps={warmup_steps!r} given without a warmup; choose warmup from {WARMUPS[1:]}")
+        if warmup is not None and (isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int)
+                                   or warmup_steps < 1):
+            raise ValueError(f"warmup={warmup!r} needs warmup_steps, a positive int; got warmup_steps={warmup_steps!r}")
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module or None, got {type(model).__name__}")
+        if isinstance(base_optimizer, Optimizer) or not callable(base_optimizer):
+            raise TypeError(f"base_optimizer must be an optimizer class such as torch.optim.SGD, got {base_optimizer!r}")
+        base = base_optimizer(params, **base_kwargs)
+        if not isinstance(base, Optimizer):
+            raise TypeError(f"base_optimizer(...) built {type(base).__name__}, not a torch.optim.Optimizer")
+        self.base_optimizer = base
+        super().__init__(base.param_groups, {**base.defaults, "gnp_alpha": alpha, "gnp_r": r})
+        self._share_base()
+        for i, group in enumerate(self.param_groups):
+            _check_nonnegative(f"param_groups[{i}]['gnp_alpha']", group["gnp_alpha"])
+            _check_nonnegative(f"param_groups[{i}]['gnp_r']", group["gnp_r"])
+        self.difference, self.normalize, self.mix = difference, normalize, mix
+        self.warmup, self.warmup_steps = warmup, warmup_steps
+        self.model, self.foreach = model, foreach
+        self.num_steps = 0
+        self._pending: _Pending | None = None
+
+    def _share_base(self) -> None:
+        self.param_groups = self.base_optimizer.param_groups
+        self.state = self.base_optimizer.state
+
+    def _set_grads_to_none(self) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    def _use_foreach(self, params: list[Tensor]) -> bool:
+        return self.foreach if self.foreach is not None else all(p.is_cuda for p in params)
+
+    def _require_pending(self, name: str) -> _Pending:
+        if self._pending is None:
+            raise RuntimeError(f"{type(self).__name__}.{name}() needs first_pass(closure) before it")
+        return self._pending
+
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:
+        """One GNP step (2 passes forward, 3 central, 1 exact or while alpha_t or r_t is 0)."""
+        loss = self.first_pass(closure)
+        for sign in self._pending.signs:
+            self.perturb(sign)
+            self.second_pass(closure)
+        self.restore_and_step()
+        return loss
+
+    def first_pass(self, closure: Callable[[], Tensor] | None) -> Tensor:
+        """Pass 1 at ``theta``: count the step (warmup), save the RNG state, ``g0 = g(theta)``."""
+        if not callable(closure):
+            raise ValueError(f"{type(self).__name__}.step needs a closure that re-evaluates the same batch, "
+                             "calls loss.backward() and returns the loss (difference='exact': returns the "
+                             f"loss without backward); got closure={closure!r}")
+        self.num_steps += 1
+        alpha_factor, r_factor = gr_warmup(self.warmup, self.num_steps, self.warmup_steps)
+        alphas = [group["gnp_alpha"] * alpha_factor for group in self.param_groups]
+        rs = [group["gnp_r"] * r_factor for group in self.param_groups]
+        rng = _rng_state()
+        self._set_grads_to_none()
+        with torch.enable_grad():
+            loss = closure()
+        if self.difference == "exact":
+            params, grads = self._exact_gradients(loss, alphas, rs)
+            loss = loss.detach()
+        else:
+            params = [[p for p in group["params"] if p.grad is not None] for group in self.param_groups]
+            if not any(params):
+                raise RuntimeError("the closure left no gradients: it must call loss.backward()")
+            grads = [[p.grad for p in ps] for ps in params]
+        penalized = any(a != 0 and r != 0 for a, r in zip(alphas, rs, strict=True))
+        signs = {"forward": (1.0,), "central": (1.0, -1.0)}.get(self.difference, ()) if penalized else ()
+        foreach = self._use_foreach([p for ps in params for p in ps])
+        self._pending = _Pending(params, grads, alphas, rs, rng, signs, foreach)
+        return loss
+
+    def _exact_gradients(self, loss: Tensor, alphas: list[float], rs: list[float]):
+        """``d = g + lam H v`` per group by double backprop of ``||g||`` (``sum_i ||g_i||`` layerwise)."""
+        if any(p.grad is not None for group in self.param_groups for p in group["params"]):
+            raise RuntimeError("difference='exact' needs a closure that returns the loss WITHOUT calling "
+                               "backward(): the wrapper differentiates it twice")
+        flat = [(i, p) for i, group in enumerate(self.param_groups) for p in group["params"] if p.requires_grad]
+        penalized = any(a * r != 0 for a, r in zip(alphas, rs, strict=True))
+        grads = torch.autograd.grad(loss, [p for _, p in flat], create_graph=penalized, allow_unused=True)
+        kept = [(i, p, g) for (i, p), g in zip(flat, grads, strict=True) if g is not None]
+        hvps = [None] * len(kept)
+        if penalized:
+            penalty = _penalty([g for _, _, g in kept], layerwise=self.normalize == "layer")
+            hvps = torch.autograd.grad(penalty, [p for _, p, _ in kept], allow_unused=True)
+        params = [[] for _ in self.param_groups]
+        combined = [[] for _ in self.param_groups]
+        for (i, p, g), hv in zip(kept, hvps, strict=True):
+            d = g.detach() if hv is None else g.detach() + alphas[i] * rs[i] * hv
+            params[i].append(p)
+            combined[i].append(d)
+            p.grad = d
+        return params, combined
+
+    @torch.no_grad()
+    def perturb(self, sign: float = 1.0) -> None:
+        """``theta <- theta_0 + sign * r_t * v`` in place (the first call saves ``theta_0`` and the
+        BatchNorm running statistics of ``model``)."""
+        pending = self._require_pending("perturb")
+        if self.difference == "exact":
+            raise RuntimeError("perturb() has no role with difference='exact' (the gradient is exact)")
+        foreach = pending.foreach
+        if pending.inv_norms is None:
+            flat = inverse_norms([g for gs in pending.grads for g in gs], self.normalize, foreach)
+            rest = iter(flat)
+            pending.inv_norms = [[next(rest) for _ in ps] for ps in pending.params]
+            pending.origin = [[p.detach().clone() for p in ps] for ps in pending.params]
+            if self.model is not None:
+                pending.running_stats = [(b, b.clone()) for b in _running_stats(self.model)]
+        for ps, origin, grads, inv, r in zip(pending.params, pending.origin, pending.grads, pending.inv_norms,
+                                             pending.rs, strict=True):
+            if ps:
+                perturb_(ps, origin, grads, inv, sign * r, foreach)
+        pending.sign = sign
+
+    def second_pass(self, closure: Callable[[], Tensor]) -> Tensor:
+        """A later pass at the perturbed weights, with the RNG state of pass 1; returns its loss."""
+        pending = self._require_pending("second_pass")
+        if pending.sign is None:
+            raise RuntimeError("second_pass() needs perturb() before it")
+        _set_rng_state(pending.rng)
+        self._set_grads_to_none()
+        with torch.enable_grad():
+            loss = closure()
+        grads = [[p.grad if p.grad is not None else torch.zeros_like(p) for p in ps] for ps in pending.params]
+        pending.perturbed.append((pending.sign, grads))
+        pending.sign = None
+        return loss
+
+    @torch.no_grad()
+    def restore_and_step(self) -> None:
+        """``theta <- theta_0`` (a copy, bit for bit), running statistics back to their pass-1
+        values, ``.grad <- d`` (the combination above), then ``base_optimizer.step()``."""
+        pending = self._require_pending("restore_and_step")
+        self._pending = None
+        foreach = pending.foreach
+        for i, ps in enumerate(pending.params):
+            if not ps:
+                continue
+            if pending.origin is not None:
+                _copy_(ps, pending.origin[i], foreach)
+            perturbed = [(sign, grads[i]) for sign, grads in pending.perturbed]
+            if self.mix == "official" and perturbed:
+                _mul_(pending.grads[i], pending.inv_norms[i], foreach)  # g0 -> v
+            combine_(pending.grads[i], perturbed, pending.alphas[i], foreach)
+            for p, d in zip(ps, pending.grads[i], strict=True):
+                p.grad = d
+        for buffer, saved in pending.running_stats:
+            buffer.copy_(saved)
+        self.base_optimizer.step()
+
+    def state_dict(self) -> dict:
+        """The base optimizer's state dict (param groups hold ``gnp_alpha``, ``gnp_r``) + ``num_steps``."""
+        return {**self.base_optimizer.state_dict(), "num_steps": self.num_steps}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if "num_steps" not in state_dict:
+            raise ValueError("state_dict has no 'num_steps': it was not saved by GNP/SAM.state_dict()")
+        state_dict = dict(state_dict)
+        num_steps = state_dict.pop("num_steps")
+        self.base_optimizer.load_state_dict(state_dict)
+        self._share_base()
+        self.num_steps = num_steps
+
+
+class SAM(GNP):
+    """Sharpness-aware minimization (Foret et al., ICLR 2021) = ``GNP(alpha=1, r=rho)``.
+
+    ``g+ = g(theta + rho g/||g||)``; ``theta <- theta``, ``.grad <- g+``, ``base_optimizer.step()``.
+    ``rho`` lives in the param groups as ``gnp_r``; other keywords as in :class:`GNP`.
+
+    Example: ``SAM(model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1, momentum=0.9)``.
+    """
+
+    def __init__(self, params, base_optimizer: Callable[..., Optimizer], rho: float = 0.05, **kwargs):
+        _check_nonnegative("rho", rho)
+        super().__init__(params, base_optimizer, alpha=1.0, r=rho, **kwargs)
