@@ -42,12 +42,17 @@ def each(op: str, *args, foreach: bool, **kwargs) -> list[Tensor]:
             args = (*args, kwargs.pop("value"))  # torch's foreach ops take per-tensor values positionally
         out = getattr(torch, f"_foreach_{op}")(*args, **kwargs)
     else:
-        method = getattr(Tensor, op)
-        pick = lambda a, i: a[i] if isinstance(a, (list, tuple)) else a
-        out = [
-            method(*(pick(a, i) for a in args), **{k: pick(v, i) for k, v in kwargs.items()})
-            for i in range(len(args[0]))
-        ]
+        method, n = getattr(Tensor, op), len(args[0])
+        columns = [a if isinstance(a, (list, tuple)) else [a] * n for a in args]
+        per_tensor = {k: v for k, v in kwargs.items() if isinstance(v, (list, tuple))}
+        if per_tensor:
+            shared = {k: v for k, v in kwargs.items() if k not in per_tensor}
+            out = [
+                method(*row, **shared, **{k: v[i] for k, v in per_tensor.items()})
+                for i, row in enumerate(zip(*columns, strict=True))
+            ]
+        else:
+            out = [method(*row, **kwargs) for row in zip(*columns, strict=True)]
     return args[0] if op.endswith("_") else list(out)
 
 
