@@ -123,3 +123,14 @@ def test_adam_l2_differs_from_adamw():
     adam_l2 = trajectory(lambda ps: ro.Adam(ps, lr=1e-2, weight_decay=0.1), w0, grads)
     adamw = trajectory(lambda ps: ro.AdamW(ps, lr=1e-2, weight_decay=0.1), w0, grads)
     assert (adam_l2 - adamw).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("decoupled_cls, coupled_cls", [(ro.SGDW, ro.SGD), (ro.AdamW, ro.Adam)])
+def test_decoupled_classes_stay_decoupled(decoupled_cls, coupled_cls):
+    """SGDW/AdamW refuse a coupled param group and re-impose decoupling when loading a coupled checkpoint."""
+    w = torch.nn.Parameter(torch.ones(3))
+    with pytest.raises(ValueError, match="decoupled_weight_decay"):
+        decoupled_cls([{"params": [w], "decoupled_weight_decay": False}], lr=0.1)
+    opt = decoupled_cls([w], lr=0.1)
+    opt.load_state_dict(coupled_cls([w], lr=0.1).state_dict())
+    assert opt.param_groups[0]["decoupled_weight_decay"] is True

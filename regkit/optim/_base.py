@@ -35,6 +35,7 @@ class FunctionalOptimizer(torch.optim.Optimizer):
     """
 
     functional_update: Callable[..., None]
+    fixed_hyperparameters: dict = {}  # e.g. AdamW: {"decoupled_weight_decay": True}, also after load_state_dict
 
     def check_hyperparameters(self, group: dict) -> None:
         raise NotImplementedError
@@ -43,6 +44,9 @@ class FunctionalOptimizer(torch.optim.Optimizer):
         raise NotImplementedError
 
     def add_param_group(self, param_group: dict) -> None:
+        for key, value in self.fixed_hyperparameters.items():
+            if param_group.get(key, value) != value:
+                raise ValueError(f"{type(self).__name__} always has {key}={value}, got {param_group[key]!r}")
         self.check_hyperparameters({**self.defaults, **param_group})
         super().add_param_group(param_group)
         for p in self.param_groups[-1]["params"]:
@@ -51,11 +55,12 @@ class FunctionalOptimizer(torch.optim.Optimizer):
 
     def __setstate__(self, state: dict) -> None:
         """Also runs at the end of ``load_state_dict``: groups saved without one of our options get its default
-        (e.g. a torch.optim.SGD checkpoint has no ``decoupled_weight_decay``)."""
+        (a torch.optim.SGD checkpoint has no ``decoupled_weight_decay``), fixed ones are re-imposed."""
         super().__setstate__(state)
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
+            group.update(self.fixed_hyperparameters)
 
     @staticmethod
     def resolve_foreach(foreach: bool | None, params: list[Tensor]) -> bool:

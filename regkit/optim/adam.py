@@ -174,6 +174,8 @@ class AdamW(Adam):
     (ICLR 2019).
     """
 
+    fixed_hyperparameters = {"decoupled_weight_decay": True}
+
     def __init__(
         self,
         params,
@@ -190,8 +192,3 @@ class AdamW(Adam):
             params, lr, betas, eps, weight_decay,
             decoupled_weight_decay=True, amsgrad=amsgrad, maximize=maximize, foreach=foreach,
         )  # fmt: skip
-
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group["decoupled_weight_decay"] = True

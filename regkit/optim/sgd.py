@@ -163,6 +163,8 @@ class SGDW(SGD):
     Reference: Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (ICLR 2019).
     """
 
+    fixed_hyperparameters = {"decoupled_weight_decay": True}
+
     def __init__(
         self,
         params,
@@ -179,8 +181,3 @@ class SGDW(SGD):
             params, lr, momentum, dampening, weight_decay, nesterov,
             decoupled_weight_decay=True, maximize=maximize, foreach=foreach,
         )  # fmt: skip
-
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group["decoupled_weight_decay"] = True
