@@ -3,8 +3,9 @@
 A case names a constructor and its kwargs; the generic tests in test_optim_contract.py
 run on all of them. What a case can declare:
 
-- ``invalid``: ``{argument: bad_value}``; each must raise ValueError naming the argument
-  (merged into ``kwargs``, once at construction and once through ``add_param_group``).
+- ``invalid``: ``{argument: bad_value}``; each must raise ValueError naming the argument and
+  the value when merged into ``kwargs`` (check ``"invalid"``), and, for arguments that are
+  param-group keys, when set in a group added by ``add_param_group`` (``"invalid_group"``).
 - ``takes_model``: the constructor receives the ``nn.Module`` instead of its parameters
   (AdamCPR groups the model itself); tests that need hand-made param groups skip.
 - ``needs_closure``: ``step`` must get a closure (two-pass wrappers: SAM, GNP); tests
@@ -17,7 +18,9 @@ run on all of them. What a case can declare:
 - ``tolerance``: ``{check: {"rtol": r, "atol": a}}`` where exact agreement cannot hold
   (say why in a comment); checks compare bit for bit by default.
 - ``skip``: ``{check: reason}`` for checks that do not apply (e.g. ``"direction"`` for a
-  method whose first step is not a descent step).
+  method whose first step is not a descent step; ``"foreach"`` for an optimizer without a
+  ``foreach`` switch, whose path-parametrized checks then run its default path only;
+  ``"compile"`` for one without ``functional_update``/``prepare_update``, e.g. a wrapper).
 
 Check names (the keys of ``tolerance`` and ``skip``) are listed in CHECKS.
 """
@@ -37,6 +40,7 @@ CHECKS = (
     "closure",
     "no_grad_state",
     "invalid",
+    "invalid_group",
     "bf16",
     "grad_untouched",
     "lr_scheduler",

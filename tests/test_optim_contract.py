@@ -23,6 +23,15 @@ def require(case: Case, check: str):
         pytest.skip(f"{case.id}: {case.skip[check]}")
 
 
+def path(case: Case, foreach: bool) -> dict:
+    """The kwargs that select a path; a case that skips "foreach" has no switch and runs its default path only."""
+    if "foreach" not in case.skip:
+        return {"foreach": foreach}
+    if foreach:
+        pytest.skip(f"{case.id}: {case.skip['foreach']}")
+    return {}
+
+
 def build(case: Case, model: nn.Module, **overrides):
     kwargs = {**case.kwargs, **overrides}
     return case.make(model if case.takes_model else model.parameters(), **kwargs)
@@ -158,8 +167,8 @@ def test_state_dict_resume_gives_identical_trajectory(case):
 @pytest.mark.parametrize("case", CASE_PARAMS)
 def test_param_groups_equal_separate_optimizers(case):
     require(case, "param_groups")
-    if case.takes_model:
-        pytest.skip(f"{case.id}: the constructor takes the model and builds its own groups")
+    if case.takes_model or case.needs_closure:
+        pytest.skip(f"{case.id}: builds its own groups from the model, or needs a closure per optimizer")
     override = case.group_override
     if override is None:
         override = {"lr": 0.5 * build(case, TinyNet()).defaults["lr"]}
@@ -223,11 +232,21 @@ def test_invalid_hyperparameters_raise(case):
         message = str(error.value)
         shown = value if isinstance(value, tuple) else (value,)
         assert argument in message and any(str(v) in message for v in shown), (case.id, argument, message)
-        if not case.takes_model:
-            model = TinyNet()
-            opt = case.make(model.hidden.parameters(), **case.kwargs)
-            with pytest.raises(ValueError, match=argument.split("[")[0]):
-                opt.add_param_group({"params": model.out.parameters(), argument: value})
+
+
+@pytest.mark.parametrize("case", CASE_PARAMS)
+def test_invalid_group_hyperparameters_raise(case):
+    """A param group added later is validated too (for the invalid kwargs that are group keys)."""
+    require(case, "invalid_group")
+    if case.takes_model:
+        pytest.skip(f"{case.id}: the constructor takes the model and builds its own groups")
+    model = TinyNet()
+    opt = case.make(model.hidden.parameters(), **case.kwargs)
+    group_keys = {argument: value for argument, value in case.invalid.items() if argument in opt.defaults}
+    assert group_keys, f"{case.id}: no invalid kwarg is a param-group key; skip 'invalid_group' with a reason"
+    for argument, value in group_keys.items():
+        with pytest.raises(ValueError, match=argument):
+            opt.add_param_group({"params": model.out.parameters(), argument: value})
 
 
 @pytest.mark.parametrize("foreach", [False, True], ids=["for_loop", "foreach"])
@@ -235,8 +254,8 @@ def test_invalid_hyperparameters_raise(case):
 def test_bf16_params_step(case, foreach):
     require(case, "bf16")
     model, reference = TinyNet(torch.bfloat16), TinyNet(torch.float32)
-    opt = build(case, model, foreach=foreach)
-    ref_opt = build(case, reference, foreach=foreach)
+    opt = build(case, model, **path(case, foreach))
+    ref_opt = build(case, reference, **path(case, foreach))
     run(case, opt, model, 3)
     run(case, ref_opt, reference, 3)
     for p, q in zip(model.parameters(), reference.parameters(), strict=True):
@@ -252,7 +271,7 @@ def test_grad_is_never_modified(case, foreach):
     if case.needs_closure:
         pytest.skip(f"{case.id}: a two-pass step recomputes the gradients")
     model = TinyNet()
-    opt = build(case, model, foreach=foreach)
+    opt = build(case, model, **path(case, foreach))
     for step in range(3):
         grads = grads_of(case, model, step)
         opt.step()
@@ -309,7 +328,7 @@ def test_compile_check_rejects_a_data_dependent_branch():
 def test_functional_update_compiles_without_graph_breaks(case, foreach):
     require(case, "compile")
     models = MixedDtypeNet(), MixedDtypeNet()  # two dtypes: the foreach path compiles its bucketing too
-    opts = [build(case, model, foreach=foreach) for model in models]
+    opts = [build(case, model, **path(case, foreach)) for model in models]
     for model, opt in zip(models, opts, strict=True):
         run(case, opt, model, 2)  # state exists and is not trivial
         grads_of(case, model, 2)
@@ -318,7 +337,7 @@ def test_functional_update_compiles_without_graph_breaks(case, foreach):
         group = opt.param_groups[0]
         calls.append(opt.prepare_update(group, [p for p in group["params"] if p.grad is not None]))
     (args, kwargs), (ref_args, ref_kwargs) = calls
-    assert kwargs["foreach"] is foreach
+    assert kwargs["foreach"] is foreach or "foreach" in case.skip
     with torch.no_grad():  # as in step
         compile_strict(opts[0].functional_update)(*args, **kwargs)
         opts[1].functional_update(*ref_args, **ref_kwargs)
@@ -336,7 +355,7 @@ def test_cuda_step_makes_no_host_sync(case, foreach):
     if case.needs_closure:
         pytest.skip(f"{case.id}: a two-pass step runs backward passes inside step")
     model = TinyNet(torch.float32).cuda()
-    opt = build(case, model, foreach=foreach)
+    opt = build(case, model, **path(case, foreach))
     for step in range(3):
         grads_of(case, model, step)
         torch.cuda.synchronize()
