@@ -49,9 +49,14 @@ class FunctionalOptimizer(torch.optim.Optimizer):
                 raise ValueError(f"{type(self).__name__} always has {key}={value}, got {param_group[key]!r}")
         self.check_hyperparameters({**self.defaults, **param_group})
         super().add_param_group(param_group)
-        for p in self.param_groups[-1]["params"]:
-            if p.is_complex() or not p.is_floating_point():
-                raise ValueError(f"params must be real floating-point tensors, got one of dtype {p.dtype}")
+        unsupported = {
+            p.dtype for p in self.param_groups[-1]["params"] if p.is_complex() or not p.is_floating_point()
+        }
+        if unsupported:
+            self.param_groups.pop()
+            raise ValueError(
+                f"params must be real floating-point tensors, got dtypes {sorted(map(str, unsupported))}"
+            )
 
     def __setstate__(self, state: dict) -> None:
         """Also runs at the end of ``load_state_dict``: groups saved without one of our options get its default
