@@ -1,24 +1,35 @@
 """Split a model's parameters into a weight-decay group and a no-decay group."""
 
+from __future__ import annotations
+
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 
-from torch import nn
-from torch.nn.modules.batchnorm import _NormBase
+from regkit._validate import check_flag, check_number
 
-from regkit.optim._validate import check_flag, check_number
-
-NORM_TYPES = (_NormBase, nn.LayerNorm, nn.GroupNorm) + (
-    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
-)  # torch >= 2.4
-EMBEDDING_TYPES = (nn.Embedding, nn.EmbeddingBag)
+if TYPE_CHECKING:
+    from torch import nn
 
 
-def _no_decay_reason(module: nn.Module, name: str, p, *, decay_norms, decay_embeddings, skip) -> str | None:
+def _module_kinds() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(normalization, embedding) module types. torch is imported here, not at module level, so that
+    ``import regkit`` (e.g. the course runner) stays free of torch's import time."""
+    from torch import nn
+    from torch.nn.modules.batchnorm import _NormBase  # BatchNorm*, SyncBatchNorm, InstanceNorm*
+
+    norms = (_NormBase, nn.LayerNorm, nn.GroupNorm) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+    return norms, (nn.Embedding, nn.EmbeddingBag)
+
+
+def _no_decay_reason(
+    module: nn.Module, name: str, p, *, kinds, decay_norms, decay_embeddings, skip
+) -> str | None:
+    norms, embeddings = kinds
     if any(fnmatchcase(name, pattern) for pattern in skip):
         return "skip pattern"
-    if isinstance(module, NORM_TYPES) and not decay_norms:
+    if isinstance(module, norms) and not decay_norms:
         return "normalization"
-    if isinstance(module, EMBEDDING_TYPES):
+    if isinstance(module, embeddings):
         return None if decay_embeddings else "embedding"
     return None if p.ndim >= 2 else "bias/1-D"
 
@@ -69,6 +80,7 @@ def param_groups(
             f"skip patterns {unmatched} match no trainable parameter; names are e.g. {list(names.values())[:5]}"
         )
 
+    kinds = _module_kinds()
     reasons: dict[int, str | None] = {}
     params = {}
     for module in model.modules():
@@ -78,6 +90,7 @@ def param_groups(
                     module,
                     names[id(p)],
                     p,
+                    kinds=kinds,
                     decay_norms=decay_norms,
                     decay_embeddings=decay_embeddings,
                     skip=skip,

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -102,3 +105,9 @@ def test_groups_drive_an_optimizer():
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         regkit.param_groups(Net(), **kwargs)
+
+
+def test_import_regkit_stays_free_of_torch():
+    """`regkit.param_groups` is exported from the package, yet `import regkit` (the course runner) loads no torch."""
+    code = "import sys, regkit; assert callable(regkit.param_groups); assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -3,6 +3,7 @@
 import torch
 from torch import Tensor
 
+from regkit._validate import check_betas, check_flag, check_number
 from regkit.optim._base import FunctionalOptimizer, increment_steps, step_counter
 from regkit.optim._functional import (
     adam_bias_corrections,
@@ -15,7 +16,6 @@ from regkit.optim._functional import (
     descent_grads,
     device_dtype_buckets,
 )
-from regkit.optim._validate import check_betas, check_flag, check_number
 
 
 def adam(

@@ -3,6 +3,7 @@
 import torch
 from torch import Tensor
 
+from regkit._validate import check_flag, check_number
 from regkit.optim._base import FunctionalOptimizer
 from regkit.optim._functional import (
     add_l2,
@@ -13,7 +14,6 @@ from regkit.optim._functional import (
     momentum_update_,
     nesterov_direction,
 )
-from regkit.optim._validate import check_flag, check_number
 
 
 def sgd(
