@@ -43,14 +43,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def images_per_second(batches, device: torch.device, n_images: int) -> float:
-    """Throughput after the first (warm-up) batch; every batch ends on ``device``."""
+def images_per_second(batches, device: torch.device, n_images: int, min_seconds: float) -> float:
+    """Throughput over at least ``n_images`` images and ``min_seconds`` after a warm-up batch;
+    every batch ends on ``device``."""
     iterator = iter(batches)
-    x, _ = next(iterator)
-    x.to(device)
+    next(iterator)  # starts workers / moves the split to the device
     _sync(device)
     seen, start = 0, time.perf_counter()
-    while seen < n_images:
+    while seen < n_images or time.perf_counter() - start < min_seconds:
         try:
             x, y = next(iterator)
         except StopIteration:
@@ -67,7 +67,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--quick", action="store_true", help="a few-second run with fewer images")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     args = parser.parse_args(argv)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -78,8 +78,7 @@ def main(argv: list[str]) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-
-    n_data, n_images = (2048, 1024) if args.quick else (16384, 8192)
+    n_data, n_images, min_seconds = (2048, 1024, 0.1) if args.quick else (16384, 8192, 1.0)
     x = torch.randint(
         0, 256, (n_data, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
     )
@@ -87,13 +86,13 @@ def _run(args: argparse.Namespace) -> None:
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     dataset = PerSampleCropFlip(x, y)
 
-    print(f"CIFAR-shaped uint8 data {tuple(x.shape)}, {n_images} images timed per row, "
+    print(f"CIFAR-shaped uint8 data {tuple(x.shape)}, >= {n_images} images and {min_seconds} s per row, "
           f"torch {torch.__version__}, {args.threads} threads")  # fmt: skip
     print(f"{'device':<7}{'batch':>6}  {'loader':<28}{'images/s':>12}{'DeviceLoader speed-up':>24}")
     for device in devices:
         for batch_size in args.batch_sizes:
             ours = DeviceLoader(x, y, batch_size, augment=True, device=device, mean=MEAN, std=STD)
-            ours_rate = images_per_second(ours, device, n_images)
+            ours_rate = images_per_second(ours, device, n_images, min_seconds)
             print(
                 f"{device.type:<7}{batch_size:>6}  {'DeviceLoader (augment)':<28}{ours_rate:>12,.0f}{'1.0x':>24}"
             )
@@ -102,6 +101,6 @@ def _run(args: argparse.Namespace) -> None:
                     dataset, batch_size, shuffle=True, drop_last=True, num_workers=workers,
                     pin_memory=device.type == "cuda", persistent_workers=workers > 0,
                 )  # fmt: skip
-                rate = images_per_second(baseline, device, n_images)
+                rate = images_per_second(baseline, device, n_images, min_seconds)
                 label = f"DataLoader (workers={workers})"
                 print(f"{device.type:<7}{batch_size:>6}  {label:<28}{rate:>12,.0f}{ours_rate / rate:>23.1f}x")
