@@ -26,7 +26,7 @@ def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]
     return tuple(means), tuple(stds)
 
 
-@dataclass
+@dataclass(eq=False)  # tensors have no single truth value: compare fields explicitly
 class ImageDataset:
     """Train/test images ``x_*`` (uint8, ``(N, C, H, W)``) and labels ``y_*`` (int64).
 

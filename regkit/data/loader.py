@@ -1,13 +1,13 @@
 """A data loader that keeps a whole split on the device and builds batches there.
 
-The split is moved to the device once. Each epoch draws a permutation on the device,
-each batch is an ``index_select`` of it; uint8 images become float32 ``x / 255``,
-normalized per channel ``(x - mean) / std``, optionally augmented first (random crop with
-4-pixel reflect padding + horizontal flip: with ``augment=True`` the loader keeps padded and
-mirrored copies of the split, 3.1x its bytes for 32x32 images, and gathers each augmented
-batch in one ``index_select``, see ``regkit.data.augment``). Non-image
-tensors (e.g. int64 token sequences) pass through unchanged; ``batch_size >= N`` yields
-the whole set every epoch (full-batch training).
+The split is moved to the device once. Each epoch draws a permutation on the device and
+each batch is an ``index_select`` of it; uint8 images become float32 ``x / 255``, normalized
+per channel ``(x - mean) / std``. With ``augment=True`` (random crop with 4-pixel reflect
+padding + horizontal flip) the loader also keeps padded and mirrored copies of the split
+(3.1x its bytes for 32x32 images) and gathers each augmented batch, shuffle included, in one
+``index_select`` (see ``regkit.data.augment``). Non-image tensors (e.g. int64 token
+sequences) pass through unchanged; ``batch_size >= N`` yields the whole set every epoch
+(full-batch training).
 
 Randomness is stateless: the permutation of epoch ``e`` and the augmentation of batch
 ``b`` come from a device ``torch.Generator`` seeded with a hash of ``(seed, e)`` and
