@@ -22,14 +22,7 @@ from collections.abc import Iterator
 import torch
 
 from regkit.data.augment import PaddedMirrors
-
-
-def _default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+from regkit.device import resolve_device
 
 
 def stream_seed(seed: int, *position: int) -> int:
@@ -83,7 +76,7 @@ class DeviceLoader:
         if channels_last and not self.is_image:
             raise ValueError(f"channels_last=True needs images (N, C, H, W), got x of shape {tuple(x.shape)}")
 
-        self.device = torch.device(device) if device is not None else _default_device()
+        self.device = resolve_device(device)
         self.x, self.y = x.to(self.device), y.to(self.device)
         self._mirrors = PaddedMirrors(self.x) if augment else None
         self.num_samples = len(x)
