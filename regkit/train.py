@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 
+from regkit.device import default_device, resolve_device  # noqa: F401  (re-exported: part of regkit.train's API)
 from regkit.history import History
 from regkit.metrics import grad_norm, weight_norms
 
@@ -43,35 +44,6 @@ CHECKPOINT_VERSION = 1
 
 
 # --- devices and seeding -------------------------------------------------------------------------------
-
-def default_device() -> torch.device:
-    """The fastest device present: ``cuda``, then ``mps``, then ``cpu``."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` or ``"auto"`` -> :func:`default_device`; otherwise a device that exists here (else ValueError)."""
-    if device is None or device == "auto":
-        return default_device()
-    choices = "None/'auto', 'cpu', 'cuda', 'cuda:N', 'mps'"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device={device!r} is not a device; use one of {choices}") from None
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device={device!r} is not supported; use one of {choices}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available here; use None/'auto' or 'cpu'")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={device!r} but MPS is not available here; use None/'auto' or 'cpu'")
-    return dev
-
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed Python's ``random``, NumPy and torch (CPU and every CUDA/MPS device).

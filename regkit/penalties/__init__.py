@@ -1,5 +1,14 @@
 """Loss-side methods and two-pass wrappers (gradient-norm penalties, micro-batch penalties)."""
 
 from regkit.penalties.grad_norm import GNP, SAM, gr_warmup, gradient_norm
+from regkit.penalties.microbatch import (
+    PENALTIES,
+    MicroBatchStats,
+    accumulate_microbatches,
+    microbatch_grad_fn,
+)
 
-__all__ = ["GNP", "SAM", "gr_warmup", "gradient_norm"]
+__all__ = [
+    "GNP", "PENALTIES", "SAM", "MicroBatchStats", "accumulate_microbatches", "gr_warmup",
+    "gradient_norm", "microbatch_grad_fn",
+]
