@@ -236,17 +236,19 @@ def test_invalid_hyperparameters_raise(case):
 
 @pytest.mark.parametrize("case", CASE_PARAMS)
 def test_invalid_group_hyperparameters_raise(case):
-    """A param group added later is validated too (for the invalid kwargs that are group keys)."""
+    """A param group added later is validated too (for the invalid kwargs that are group keys) and not kept."""
     require(case, "invalid_group")
     if case.takes_model:
         pytest.skip(f"{case.id}: the constructor takes the model and builds its own groups")
-    model = TinyNet()
-    opt = case.make(model.hidden.parameters(), **case.kwargs)
-    group_keys = {argument: value for argument, value in case.invalid.items() if argument in opt.defaults}
+    defaults = case.make(TinyNet().parameters(), **case.kwargs).defaults
+    group_keys = {argument: value for argument, value in case.invalid.items() if argument in defaults}
     assert group_keys, f"{case.id}: no invalid kwarg is a param-group key; skip 'invalid_group' with a reason"
     for argument, value in group_keys.items():
+        model = TinyNet()
+        opt = case.make(model.hidden.parameters(), **case.kwargs)
         with pytest.raises(ValueError, match=argument):
             opt.add_param_group({"params": model.out.parameters(), argument: value})
+        assert len(opt.param_groups) == 1, f"{case.id}: the rejected group was added anyway"
 
 
 @pytest.mark.parametrize("foreach", [False, True], ids=["for_loop", "foreach"])
