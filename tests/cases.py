@@ -1,7 +1,10 @@
 """The optimizer case table: every regkit optimizer joins the contract suite with ONE `Case(...)` line in CASES.
 
-A case names a constructor and its kwargs; the generic tests in test_optim_contract.py
-run on all of them. What a case can declare:
+A case names a constructor ``make(params_or_model, **kwargs)`` (a class or a factory) and
+its ``kwargs``; the generic tests in test_optim_contract.py run on all of them (a
+``maximize=True`` kwarg makes them hand the optimizer the negated loss). The ``"compile"``
+check needs a ``regkit.optim._base.FunctionalOptimizer`` (``functional_update`` and
+``prepare_update``). What a case can declare:
 
 - ``invalid``: ``{argument: bad_value}``; each must raise ValueError naming the argument and
   the value when merged into ``kwargs`` (check ``"invalid"``), and, for arguments that are
@@ -16,7 +19,8 @@ run on all of them. What a case can declare:
 - ``group_override``: the hyperparameters a second param group changes (default: half
   the lr).
 - ``tolerance``: ``{check: {"rtol": r, "atol": a}}`` where exact agreement cannot hold
-  (say why in a comment); checks compare bit for bit by default.
+  (say why in a comment); checks compare bit for bit by default (``"compile"``: to 1e-14,
+  since Dynamo may round the traced host-float arithmetic differently).
 - ``skip``: ``{check: reason}`` for checks that do not apply (e.g. ``"direction"`` for a
   method whose first step is not a descent step; ``"foreach"`` for an optimizer without a
   ``foreach`` switch, whose path-parametrized checks then run its default path only;
