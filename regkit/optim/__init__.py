@@ -1,7 +1,23 @@
 """Step-side methods: torch.optim.Optimizer subclasses sharing the primitives in ``_functional``."""
 
 from regkit.optim.adam import Adam, AdamW
+from regkit.optim.cpr import AdamCPR
+from regkit.optim.decay import AdamAdaDecay, AdamAWD
 from regkit.optim.graft import NGD, Graft, GraftingSchedule, gradient_magnitude
+from regkit.optim.rescale import JointNormRescaler
 from regkit.optim.sgd import SGD, SGDW
 
-__all__ = ["SGD", "SGDW", "Adam", "AdamW", "NGD", "Graft", "GraftingSchedule", "gradient_magnitude"]
+__all__ = [
+    "SGD",
+    "SGDW",
+    "Adam",
+    "AdamW",
+    "AdamCPR",
+    "AdamAWD",
+    "AdamAdaDecay",
+    "JointNormRescaler",
+    "NGD",
+    "Graft",
+    "GraftingSchedule",
+    "gradient_magnitude",
+]
