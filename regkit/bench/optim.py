@@ -8,11 +8,16 @@ state. On CUDA the clock is read between ``torch.cuda.synchronize()`` calls.
 
 Later methods add their rows (and external references such as ``adamp`` or ``pytorch_cpr``)
 to ``CANDIDATES``: a ``Candidate(row, label, make)`` with ``make(params) -> Optimizer``.
+
+AdamCPR rows (one per measure, inflection-point bounds, the package default) regularize the
+tensors with ``ndim >= 2`` and time regkit next to torch's AdamW (foreach, fused) and
+``pytorch_cpr.AdamCPR`` 0.3.1 on both of its paths (``n/a`` when it is not installed).
 """
 
 import argparse
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +25,7 @@ import torch
 
 import regkit.optim as ro
 from regkit.models import build_model
+from regkit.optim.measures import MEASURES
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,46 @@ CANDIDATES = [
     Candidate("AdamW", "torch for-loop", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, foreach=False)),
     Candidate("AdamW", "regkit for-loop", lambda ps: ro.AdamW(ps, **ADAMW_KW, foreach=False)),
 ]
+
+
+def cpr_groups(params: list[torch.nn.Parameter]) -> list[dict]:
+    """Matrices and conv kernels regularized, the rest not: the split AdamCPR makes of a model."""
+    return [
+        {"params": [p for p in params if p.ndim >= 2], "regularize": True},
+        {"params": [p for p in params if p.ndim < 2], "regularize": False},
+    ]
+
+
+def pytorch_cpr(params, **kwargs) -> torch.optim.Optimizer:
+    try:
+        import pytorch_cpr
+    except ImportError as error:
+        raise RuntimeError("pytorch_cpr is not installed (pip install pytorch-cpr==0.3.1)") from error
+    return pytorch_cpr.AdamCPR(cpr_groups(params), **kwargs)
+
+
+def _cpr_candidates(measure: str) -> list[Candidate]:
+    row, kw = f"AdamCPR {measure}", dict(lr=1e-3, reg_function=measure)  # inflection-point bounds (default)
+    return [
+        Candidate(row, "torch AdamW foreach", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, foreach=True)),
+        Candidate(row, "torch AdamW fused", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, fused=True)),
+        Candidate(row, "regkit foreach", lambda ps: ro.AdamCPR(cpr_groups(ps), **kw, foreach=True)),
+        Candidate(row, "regkit for-loop", lambda ps: ro.AdamCPR(cpr_groups(ps), **kw, foreach=False)),
+        Candidate(row, "pytorch_cpr foreach", lambda ps: pytorch_cpr(ps, **kw, foreach=True)),
+        Candidate(row, "pytorch_cpr for-loop", lambda ps: pytorch_cpr(ps, **kw, foreach=False)),
+    ]
+
+
+CANDIDATES += [c for measure in MEASURES for c in _cpr_candidates(measure)] + [
+    Candidate(row, label, make)
+    for row, cls, kw in (("AdamAWD", ro.AdamAWD, dict(lr=1e-3, weight_decay=0.02)),
+                         ("AdamAdaDecay", ro.AdamAdaDecay, dict(lr=1e-3, weight_decay=0.05)))
+    for label, make in (
+        ("torch AdamW foreach", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, foreach=True)),
+        ("regkit foreach", lambda ps, cls=cls, kw=kw: cls(ps, **kw, foreach=True)),
+        ("regkit for-loop", lambda ps, cls=cls, kw=kw: cls(ps, **kw, foreach=False)),
+    )
+]  # fmt: skip
 
 
 def parameters_with_grads(model: str, device: torch.device, seed: int = 0) -> list[torch.nn.Parameter]:
@@ -99,7 +145,9 @@ def time_row(candidates: list[Candidate], params, *, reps: int, warmup: int) -> 
 
 
 def format_table(results: list[dict]) -> str:
-    lines = [f"{'method':<14} {'implementation':<18} {'median ms':>10} {'IQR ms':>8} {'x reference':>12}"]
+    rw = max([len("method")] + [len(r["row"]) for r in results])
+    lw = max([len("implementation")] + [len(r["label"]) for r in results])
+    lines = [f"{'method':<{rw}} {'implementation':<{lw}} {'median ms':>10} {'IQR ms':>8} {'x reference':>12}"]
     reference = None
     for r in results:
         first = reference is None or r["row"] != reference["row"]
@@ -107,11 +155,11 @@ def format_table(results: list[dict]) -> str:
             reference = r
         row = r["row"] if first else ""
         if r["median"] is None:
-            lines.append(f"{row:<14} {r['label']:<18} {'n/a':>10} {'':>8} {'':>12}  ({r['error']})")
+            lines.append(f"{row:<{rw}} {r['label']:<{lw}} {'n/a':>10} {'':>8} {'':>12}  ({r['error']})")
             continue
         ratio = f"{r['median'] / reference['median']:.2f}" if reference["median"] else "n/a"
         lines.append(
-            f"{row:<14} {r['label']:<18} {r['median'] * 1e3:>10.2f} {r['iqr'] * 1e3:>8.2f} {ratio:>12}"
+            f"{row:<{rw}} {r['label']:<{lw}} {r['median'] * 1e3:>10.2f} {r['iqr'] * 1e3:>8.2f} {ratio:>12}"
         )
     return "\n".join(lines)
 
@@ -160,9 +208,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             flush=True,
         )
         device_results = []
-        for row in rows:
-            candidates = [c for c in CANDIDATES if c.row == row]
-            device_results += time_row(candidates, params, reps=args.reps, warmup=args.warmup)
+        with warnings.catch_warnings():  # pytorch_cpr 0.3.1 calls deprecated torch APIs every step
+            warnings.filterwarnings("ignore", module="pytorch_cpr")
+            for row in rows:
+                candidates = [c for c in CANDIDATES if c.row == row]
+                device_results += time_row(candidates, params, reps=args.reps, warmup=args.warmup)
         print(format_table(device_results), flush=True)
         results += [dict(r, device=device) for r in device_results]
     return results

@@ -9,7 +9,7 @@ measure    ``R(w)``                                        ``grad R(w)``
 ``l2``     ``sum w^2``                                     ``2 w``
 ``l1``     ``sum |w|``                                     ``sign(w)`` (taken as a proximal step)
 ``std``    ``sqrt(sum (w - mean)^2 / (n - 1))``            ``(w - mean) / ((n - 1) std)``
-``huber``  ``sum 0.5 w^2 if |w| < 1 else |w| - 0.5``       ``clamp(w, -1, 1)``
+``huber``  ``sum 0.5 w^2 if |w| < 1 else |w| - 0.5``       ``d = clamp(w, -1, 1)``
 =========  ==============================================  ======================================
 
 `descend_` moves ``w <- w - c * lambda * grad R(w)`` with one multiplier ``lambda`` per tensor
@@ -17,13 +17,20 @@ measure    ``R(w)``                                        ``grad R(w)``
 nothing becomes NaN:
 
 - ``std`` of a one-element or constant tensor is 0 and its gradient is taken as 0 (``std`` is
-  not differentiable there; any subgradient would do).
+  not differentiable there; any subgradient would do). A step longer than the distance to the
+  mean stops there (``w <- mean``) instead of flipping ``w - mean``: the proximal step of
+  ``std``, equal to the gradient step otherwise. Near-constant tensors (a spread of rounding
+  noise) therefore cannot be thrown around by a large multiplier.
 - ``l1``: a plain ``sign(w)`` step of size ``t = c * lambda`` overshoots every coordinate with
   ``|w| < t`` to the other side of zero, where the next step pushes it back: the coordinates
   oscillate with amplitude ``~t``, ``R`` stays above the bound, ``lambda`` keeps growing and the
   run diverges (pytorch-cpr 0.3.1's single-tensor path). The step here is the proximal step of
   ``t |w|`` (soft thresholding), ``w <- sign(w) max(|w| - t, 0) = w - clamp(w, -t, t)``: it equals
   the ``sign(w)`` step wherever ``|w| >= t`` and stops at zero otherwise.
+
+``l2`` and ``huber`` take the plain gradient step, as pytorch-cpr does: it shrinks ``w`` by the
+factor ``1 - 2 c lambda`` (``l2``), so it is stable while ``c lambda < 1/2`` (``huber``: ``< 1``);
+``kappa_update`` sets how fast ``lambda`` can grow.
 
 Both execution paths share one definition: ``foreach=True`` uses ``torch._foreach_*`` ops on a
 list of tensors of one device and dtype, ``foreach=False`` the same ops tensor by tensor.
@@ -61,24 +68,28 @@ def joint_norm(tensors: list[Tensor], *, foreach: bool) -> Tensor:
     return torch.linalg.vector_norm(torch.stack([n.to(tensors[0].device, dtype) for n in parts]))
 
 
-def _std_mean(p: Tensor) -> tuple[Tensor, Tensor]:
-    """Unbiased std and mean of all entries; std 0 for a one-element tensor (instead of NaN)."""
-    x = p if reduction_dtype(p) == p.dtype else p.to(reduction_dtype(p))
-    return torch.std_mean(x, correction=1 if p.numel() > 1 else 0)
+def _clamp(params: list[Tensor], low, high, *, foreach: bool) -> list[Tensor]:
+    """``clamp(w, low, high)`` in new tensors (bounds: floats or 0-dim tensors); foreach has no two-sided clamp."""
+    if foreach:
+        clamped = list(torch._foreach_clamp_min(params, low))
+        torch._foreach_clamp_max_(clamped, high)
+        return clamped
+    columns = [b if isinstance(b, (list, tuple)) else [b] * len(params) for b in (low, high)]
+    return [p.clamp(lo, hi) for p, lo, hi in zip(params, *columns, strict=True)]
 
 
-def _huber(p: Tensor) -> Tensor:
-    x = p if reduction_dtype(p) == p.dtype else p.to(reduction_dtype(p))
-    a = x.abs()
-    return torch.where(a < 1, 0.5 * x.square(), a - 0.5).sum()
+def _in_reduction_dtype(params: list[Tensor]) -> list[Tensor]:
+    return [p if reduction_dtype(p) == p.dtype else p.to(reduction_dtype(p)) for p in params]
 
 
 def evaluate(measure: str, params: list[Tensor], *, foreach: bool) -> tuple[list[Tensor], list[Tensor] | None]:
     """``(R, aux)``: ``R(w)`` per tensor, and what `descend_` needs besides ``w``.
 
     ``aux``: the L2 norms for ``l2`` (``R = ||w||^2``; the inflection-point detector reuses
-    them), ``None`` for ``l1`` and ``huber``, and for ``std`` the means followed by the
-    coefficients ``1 / ((n - 1) std)`` (0 where ``std == 0``).
+    them), nothing for ``l1``, the directions ``d = clamp(w, -1, 1)`` for ``huber`` (``R =
+    ||d||^2 / 2 + ||w - d||_1``), and for ``std`` the centred tensors ``w - mean`` followed by
+    the coefficients ``1 / ((n - 1) std)`` (0 where ``std == 0``), with ``std = ||w - mean|| /
+    sqrt(n - 1)`` (two passes; ``std = 0`` for one element).
     """
     if measure == "l2":
         lengths = norms(params, 2, foreach=foreach)
@@ -86,13 +97,18 @@ def evaluate(measure: str, params: list[Tensor], *, foreach: bool) -> tuple[list
     if measure == "l1":
         return norms(params, 1, foreach=foreach), None
     if measure == "huber":
-        return [_huber(p) for p in params], None
+        directions = _clamp(params, -1.0, 1.0, foreach=foreach)
+        squares = norms(directions, 2, foreach=foreach)
+        each("mul_", squares, squares, foreach=foreach)
+        values = norms(each("sub", params, directions, foreach=foreach), 1, foreach=foreach)
+        return each("add_", values, squares, alpha=0.5, foreach=foreach), directions
     if measure == "std":
-        stds, means = zip(*(_std_mean(p) for p in params), strict=True)
-        coefficients = [
-            torch.where(s > 0, 1 / (max(p.numel() - 1, 1) * s), 0.0) for s, p in zip(stds, params, strict=True)
-        ]
-        return list(stds), list(means) + coefficients
+        x = _in_reduction_dtype(params)
+        centred = each("sub", x, [t.mean() for t in x], foreach=foreach)  # a mean per tensor on both paths
+        dof = [max(p.numel() - 1, 1) for p in params]
+        stds = each("div_", norms(centred, 2, foreach=foreach), [d**0.5 for d in dof], foreach=foreach)
+        coefficients = [torch.where(s > 0, 1 / (d * s), 0.0) for s, d in zip(stds, dof, strict=True)]
+        return stds, centred + coefficients
     raise ValueError(f"reg_function must be one of {MEASURES}, got {measure!r}")
 
 
@@ -112,20 +128,17 @@ def descend_(
     if measure == "l2":  # grad = 2 w
         each("addcmul_", params, params, multipliers, value=-2 * step_size, foreach=foreach)
     elif measure == "huber":  # grad = clamp(w, -1, 1)
-        directions = each("clamp_min", params, -1.0, foreach=foreach)
-        each("clamp_max_", directions, 1.0, foreach=foreach)
-        each("addcmul_", params, directions, multipliers, value=-step_size, foreach=foreach)
-    elif measure == "std":  # grad = (w - mean) * coefficient
+        each("addcmul_", params, aux, multipliers, value=-step_size, foreach=foreach)
+    elif measure == "std":  # grad = (w - mean) * coefficient; stop at the mean (std 0), never beyond
         n = len(params)
-        means, coefficients = aux[:n], aux[n:]
-        centred = each("sub", params, means, foreach=foreach)
+        centred, coefficients = aux[:n], aux[n:]
         scales = each("mul", multipliers, coefficients, foreach=foreach)
+        if step_size > 0:
+            each("clamp_max_", scales, 1 / step_size, foreach=foreach)
         each("addcmul_", params, centred, scales, value=-step_size, foreach=foreach)
     elif measure == "l1":  # prox of t |w|: w - clamp(w, -t, t), t = step_size * lambda
         thresholds = each("mul", multipliers, step_size, foreach=foreach)
-        negated = each("neg", thresholds, foreach=foreach)
-        shrink = each("clamp_min", params, negated, foreach=foreach)
-        each("clamp_max_", shrink, thresholds, foreach=foreach)
-        each("sub_", params, shrink, foreach=foreach)
+        each("sub_", params, _clamp(params, each("neg", thresholds, foreach=foreach), thresholds, foreach=foreach),
+             foreach=foreach)  # fmt: skip
     else:
         raise ValueError(f"reg_function must be one of {MEASURES}, got {measure!r}")
