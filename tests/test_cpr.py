@@ -301,3 +301,21 @@ def test_regularizing_nothing_warns():
 def test_invalid_bound_settings_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ro.AdamCPR(mlp(), **kwargs)
+
+
+def test_recorder_logs_each_regularized_tensor_per_step():
+    model = mlp()
+    opt = ro.AdamCPR(model, lr=3e-2, reg_step_size=5)
+    recorder = ro.ConstraintRecorder(opt, every=2)
+    for seed in range(40):
+        step(model, opt, seed)
+    frame = recorder.frame()
+    assert set(frame["name"]) == {"0.weight", "3.weight"} and frame["step"].tolist()[:4] == [2, 2, 4, 4]
+    last = frame[frame["step"] == 40].set_index("name")
+    for name, p in (("0.weight", model[0].weight), ("3.weight", model[3].weight)):
+        assert last.loc[name, "R"] == pytest.approx(p.detach().square().sum().item(), rel=1e-6)
+        assert last.loc[name, "lambda"] == opt.state[p]["lagmul"].item()
+        assert last.loc[name, "norm_ema"] == opt.state[p]["norm_ema"].item()
+    recorder.remove()
+    step(model, opt, 99)
+    assert recorder.frame()["step"].max() == 40

@@ -2,6 +2,7 @@
 
 from regkit.optim.adam import Adam, AdamW
 from regkit.optim.cpr import AdamCPR
+from regkit.optim.cpr_recorder import ConstraintRecorder
 from regkit.optim.decay import AdamAdaDecay, AdamAWD
 from regkit.optim.graft import NGD, Graft, GraftingSchedule, gradient_magnitude
 from regkit.optim.rescale import JointNormRescaler
@@ -13,6 +14,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "AdamCPR",
+    "ConstraintRecorder",
     "AdamAWD",
     "AdamAdaDecay",
     "JointNormRescaler",
