@@ -137,7 +137,11 @@ def constrain_(
     for age in sorted(set(ages)):  # normally one age: the tensors of a group step together
         index = [i for i, a in enumerate(ages) if a == age]
         chosen = [[seq[i] for i in index] if len(seq) else [] for seq in lists]
-        for p, lam, kappa, ema, ema_prev, slope_prev, active, mu in device_dtype_buckets(*chosen, foreach=foreach):
+        if foreach:
+            buckets = device_dtype_buckets(*chosen, foreach=True)
+        else:  # one tensor at a time: its temporaries are freed before the next tensor's are made
+            buckets = [tuple([seq[i]] if len(seq) else [] for seq in chosen) for i in range(len(index))]
+        for p, lam, kappa, ema, ema_prev, slope_prev, active, mu in buckets:
             if warm_steps is not None and age <= warm_steps:
                 if age == warm_steps:
                     each("copy_", kappa, evaluate(reg_function, p, foreach=foreach)[0], foreach=foreach)

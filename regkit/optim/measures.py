@@ -54,7 +54,12 @@ def reduction_dtype(tensor: Tensor) -> torch.dtype:
 
 
 def norms(params: list[Tensor], order: float, *, foreach: bool) -> list[Tensor]:
-    """``||w||_order`` of each tensor as a 0-dim tensor in `reduction_dtype` (one ``_foreach_norm`` call)."""
+    """``||w||_order`` of each tensor as a 0-dim tensor in `reduction_dtype` (one ``_foreach_norm`` call).
+
+    On the CPU the 1-norm is ``abs().sum()`` on both paths (twice as fast as torch's 1-norm there).
+    """
+    if order == 1 and not params[0].is_cuda:
+        return [p.abs().sum(dtype=reduction_dtype(p)) for p in params]
     if foreach:  # one device and dtype per call (see device_dtype_buckets)
         return list(torch._foreach_norm(params, order, dtype=reduction_dtype(params[0])))
     return [torch.linalg.vector_norm(p, order, dtype=reduction_dtype(p)) for p in params]
@@ -69,13 +74,15 @@ def joint_norm(tensors: list[Tensor], *, foreach: bool) -> Tensor:
 
 
 def _clamp(params: list[Tensor], low, high, *, foreach: bool) -> list[Tensor]:
-    """``clamp(w, low, high)`` in new tensors (bounds: floats or 0-dim tensors); foreach has no two-sided clamp."""
-    if foreach:
-        clamped = list(torch._foreach_clamp_min(params, low))
-        torch._foreach_clamp_max_(clamped, high)
-        return clamped
-    columns = [b if isinstance(b, (list, tuple)) else [b] * len(params) for b in (low, high)]
-    return [p.clamp(lo, hi) for p, lo, hi in zip(params, *columns, strict=True)]
+    """``clamp(w, low, high)`` in new tensors; bounds are floats or lists of 0-dim tensors.
+
+    foreach has no two-sided clamp, and a CPU ``clamp`` with tensor bounds is several times
+    slower than ``clamp_min`` then ``clamp_max_``: only float bounds on the for-loop path use it.
+    """
+    if not foreach and not isinstance(low, (list, tuple)):
+        return [p.clamp(low, high) for p in params]
+    clamped = each("clamp_min", params, low, foreach=foreach)
+    return each("clamp_max_", clamped, high, foreach=foreach)
 
 
 def _in_reduction_dtype(params: list[Tensor]) -> list[Tensor]:
