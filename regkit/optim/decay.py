@@ -19,6 +19,13 @@ gives ``lambda_bar`` no new contribution. Decay is decoupled here (the CPR paper
 baselines on Adam); the source papers add the decay to an SGD gradient. Exempt biases and
 normalization weights by passing groups from `regkit.param_groups` (a group with ``wd = 0``
 is plain Adam).
+
+Sources checked: the papers' abstracts state the rules (AWD: the decay coefficient follows the
+ratio of the cross-entropy gradient to the weight norm; AdaDecay: gradient magnitudes
+normalized within each layer, mapped through a sigmoid). The constants (the 0.1/0.9 smoothing,
+``2 sigmoid(alpha z)``, ``alpha`` in {1, 2, 4, 8}) follow the project's METHODS.md; public
+reimplementations of AWD use the same 0.1/0.9 smoothing, but the full texts were not
+available to check them line by line.
 """
 
 from __future__ import annotations
