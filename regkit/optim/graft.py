@@ -26,6 +26,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from regkit.distributed import reject_sharded
+
 NORMS = ("global", "layer")
 
 
@@ -175,6 +177,13 @@ class Graft(Optimizer):
                     f"{key}={group[key]!r} differs from the first group's {key}="
                     f"{self.param_groups[0][key]!r}; every group must use the same {key}"
                 )
+        try:
+            index = len(self.param_groups) - 1  # ||g|| of a shard is not ||g||
+            reject_sharded(group["params"], type(self).__name__,
+                           [f"param_groups[{index}]['params'][{i}]" for i in range(len(group["params"]))])
+        except ValueError:
+            self.param_groups.pop()
+            raise
 
     @property
     def _num_params(self) -> int:
