@@ -22,6 +22,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from regkit.device import resolve_device
+
 
 def is_distributed() -> bool:
     """Whether a default process group is initialized (e.g. under torchrun after :func:`init_from_env`)."""
@@ -44,6 +46,15 @@ def is_main_process() -> bool:
 def local_rank() -> int:
     """This process's index on its node (torchrun's ``LOCAL_RANK``; the rank when unset)."""
     return int(os.environ.get("LOCAL_RANK", rank()))
+
+
+def rank_device(device: str | torch.device | None = None) -> torch.device:
+    """This process's device: ``device`` resolved (None: cuda, mps or cpu); under torch.distributed a
+    ``cuda`` without index becomes ``cuda:LOCAL_RANK``, one GPU per process."""
+    device = resolve_device(device)
+    if is_distributed() and device.type == "cuda" and device.index is None:
+        return torch.device("cuda", local_rank())
+    return device
 
 
 def init_from_env(backend: str | None = None) -> bool:

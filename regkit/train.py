@@ -42,7 +42,7 @@ from regkit.distributed import (
     broadcast_buffers,
     is_distributed,
     is_main_process,
-    local_rank,
+    rank_device,
     world_size,
 )
 from regkit.history import History
@@ -539,10 +539,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
         json.dumps(dict(meta or {}))
     except TypeError as err:
         raise ValueError(f"meta must be JSON-serialisable: {err}") from None
-    device = resolve_device(device)
+    device = rank_device(device)
     data_parallel = is_distributed()
-    if data_parallel and device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank())
     main_process = is_main_process()
     wrapped = model if isinstance(model, DistributedDataParallel) else None
     model = model.module if wrapped is not None else model
