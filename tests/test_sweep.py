@@ -241,8 +241,9 @@ def test_interrupted_sweep_leaves_no_partial_results_and_resume_completes_it(tmp
     out, hold, trace = tmp_path / "out", tmp_path / "hold", tmp_path / "trace.txt"
     hold.touch()
     params = {"hold_at": "[0.002, 0.0]", "hold": str(hold), "trace": str(trace)}
-    command = [sys.executable, "-m", "regkit.course", "sweep", str(NB), "--grid", "lr=1e-3,2e-3", "--workers", "2",
-               "--out", str(out), *itertools.chain.from_iterable(("-p", k, v) for k, v in params.items())]
+    command = [sys.executable, "-m", "regkit.course", "sweep", str(NB), "--grid", "lr=1e-3,2e-3,3e-3",
+               "--workers", "1", "--out", str(out),
+               *itertools.chain.from_iterable(("-p", k, v) for k, v in params.items())]
     done = out / "lr=0.001" / "status.json"
     held = out / "lr=0.002" / ".results.partial.json"  # the second run recorded a result, then waits
     with open(tmp_path / "log.txt", "w") as log:
@@ -253,19 +254,26 @@ def test_interrupted_sweep_leaves_no_partial_results_and_resume_completes_it(tmp
                 time.sleep(0.2)
             assert held.exists() and done.exists(), (tmp_path / "log.txt").read_text()
             os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C in a terminal signals the whole process group
-            assert sweep.wait(timeout=60) == 130
+            assert sweep.wait(timeout=30) == 130
         finally:
             if sweep.poll() is None:
                 os.killpg(sweep.pid, signal.SIGKILL)
     assert "interrupted: finished runs are kept" in (tmp_path / "log.txt").read_text()
     kernel = int(next(line for line in trace_lines(trace) if line.startswith("0.002")).rsplit(",", 1)[1])
-    with contextlib.suppress(ProcessLookupError):  # the kernel runs in its own session; nbclient stops it
-        for _ in range(50):
+    alive = True
+    for _ in range(100):  # the held run's kernel (its own session) exits with its parent, the pool worker
+        try:
             os.kill(kernel, 0)
-            time.sleep(0.1)
+        except ProcessLookupError:
+            alive = False
+            break
+        time.sleep(0.1)
+    if alive:
         os.kill(kernel, signal.SIGKILL)
+    assert not alive
 
-    assert read_json(out / "lr=0.001" / "status.json")["status"] == "ok"
+    assert [line.split(",")[0] for line in trace_lines(trace)] == ["0.001", "0.002"]  # the queued run never started
+    assert read_json(done)["status"] == "ok"
     interrupted = out / "lr=0.002"
     assert sorted(p.name for p in interrupted.iterdir() if not p.name.startswith(".")) == ["params.json"]
     for path in out.rglob("*.json"):  # every visible JSON file is complete
@@ -273,9 +281,10 @@ def test_interrupted_sweep_leaves_no_partial_results_and_resume_completes_it(tmp
             read_json(path)
 
     hold.unlink()
-    result = run_sweep(NB, ["lr=1e-3,2e-3"], workers=1, resume=True, out_dir=out, params=params)
-    assert [(o.run_id, o.status) for o in result.outcomes] == [("lr=0.001", "skipped"), ("lr=0.002", "ok")]
-    assert sorted(line.split(",")[0] for line in trace_lines(trace)) == ["0.001", "0.002", "0.002"]
+    result = run_sweep(NB, ["lr=1e-3,2e-3,3e-3"], workers=1, resume=True, out_dir=out, params=params)
+    assert [(o.run_id, o.status) for o in result.outcomes] == [
+        ("lr=0.001", "skipped"), ("lr=0.002", "ok"), ("lr=0.003", "ok")]
+    assert [line.split(",")[0] for line in trace_lines(trace)] == ["0.001", "0.002", "0.002", "0.003"]
     assert read_json(interrupted / "results.json")["fixture.done"]["value"] == 1
     assert not [p.name for p in interrupted.iterdir() if p.name.startswith(".")]
 

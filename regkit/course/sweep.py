@@ -35,6 +35,7 @@ import math
 import multiprocessing
 import os
 import re
+import signal
 import socket
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -232,14 +233,32 @@ def run_one(task: RunTask) -> dict[str, Any]:
 
 # --- backends: map run_one over the tasks ---------------------------------------------------------
 
+def _ignore_interrupts() -> None:
+    """Pool workers leave Ctrl-C to the driver, which stops them (see :func:`map_local`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def map_local(fn: Callable[[RunTask], dict], tasks: list[RunTask], workers: int) -> Iterator[tuple[RunTask, Any]]:
-    """``(task, fn(task) or the exception)`` in completion order, from a pool of ``workers`` processes."""
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    """``(task, fn(task) or the exception)`` in completion order, from a pool of ``workers`` processes.
+
+    When the consumer is interrupted (Ctrl-C) or stops early, the workers are terminated at once:
+    their running notebooks stop uncommitted (the kernels exit with their parent process) and
+    no queued run starts.
+    """
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_ignore_interrupts)
     try:
         futures = {pool.submit(fn, task): task for task in tasks}
         for future in as_completed(futures):
             error = future.exception()
             yield futures[future], error if error is not None else future.result()
+    except BaseException:
+        if hasattr(pool, "terminate_workers"):  # Python >= 3.14
+            pool.terminate_workers()
+        else:  # the same through the executor's process table (stable since Python 3.2, private)
+            for process in list((pool._processes or {}).values()):
+                process.terminate()
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -503,7 +522,7 @@ def run_sweep(
     tasks = [RunTask(str(plan.notebook.path), run.parameters, str(out_dir / run.run_id), str(root),
                      cell_timeout or None, threads, provenance) for run in todo]
     by_dir = {task.run_dir: run for task, run in zip(tasks, todo, strict=True)}
-    where = f"{workers} local workers" if backend == "local" else "Ray tasks"
+    where = f"{workers} local worker{'s' * (workers != 1)}" if backend == "local" else "Ray tasks"
     print(f"sweep {plan.notebook.name}: {len(todo)} runs to execute on {where} ({threads} threads each), "
           f"{len(plan.runs) - len(todo)} done before", flush=True)
     mapped = map_local(run_one, tasks, workers) if backend == "local" else map_ray(
