@@ -329,3 +329,16 @@ def test_ray_backend_runs_every_combination_and_reports_the_failure(ray_instance
     row = result.summary[result.summary.result == "fixture.score"]
     assert row["mean"].tolist() == pytest.approx([score(0.001, 0.0, 0)]) and row["n"].tolist() == [1]
 
+
+
+def test_ray_that_cannot_start_is_a_clear_error_before_anything_is_written(tmp_path, monkeypatch):
+    import ray
+
+    def refuse(**kwargs):
+        raise ConnectionError("no cluster there")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(CourseError, match="--backend ray: could not start or connect to 10.0.0.1:6379: no cluster there"):
+        run_sweep(NB, ["lr=1e-3"], backend="ray", address="10.0.0.1:6379", out_dir=tmp_path)
+    assert not list(tmp_path.iterdir())

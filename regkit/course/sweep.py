@@ -27,6 +27,7 @@ without a successful ``status.json`` for the same parameters and notebook conten
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
@@ -263,20 +264,36 @@ def map_local(fn: Callable[[RunTask], dict], tasks: list[RunTask], workers: int)
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def map_ray(fn: Callable[[RunTask], dict], tasks: list[RunTask], workers: int | None, threads: int,
-            gpus: float, address: str | None) -> Iterator[tuple[RunTask, Any]]:
-    """Like :func:`map_local` with Ray tasks (``threads`` CPUs and ``gpus`` GPUs each, at most ``workers`` at once).
+@contextlib.contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Use this process's Ray connection if there is one, else ``ray.init(address)`` until the block ends.
 
-    Uses the Ray connection of this process if there is one, else ``ray.init(address)`` (None:
-    ``RAY_ADDRESS`` or a new local instance, shut down at the end). Workers get this checkout
-    first on ``PYTHONPATH``, so they import the same regkit as the driver.
+    ``address=None``: ``RAY_ADDRESS`` or a new local instance. Workers get this checkout first on
+    ``PYTHONPATH``, so they import the same regkit as the driver. CourseError if Ray cannot start.
     """
     import ray
 
-    started = not ray.is_initialized()
-    if started:
-        python_path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    if ray.is_initialized():
+        yield
+        return
+    python_path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    target = address or os.environ.get("RAY_ADDRESS") or "a new local Ray instance"
+    try:
         ray.init(address=address, runtime_env={"env_vars": {"PYTHONPATH": python_path}}, log_to_driver=False)
+    except Exception as error:  # Ray raises plain Exception / ConnectionError / RuntimeError here
+        raise CourseError(f"--backend ray: could not start or connect to {target}: {error}") from error
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def map_ray(fn: Callable[[RunTask], dict], tasks: list[RunTask], workers: int | None, threads: int,
+            gpus: float) -> Iterator[tuple[RunTask, Any]]:
+    """Like :func:`map_local` with Ray tasks of ``threads`` CPUs and ``gpus`` GPUs each, at most
+    ``workers`` at once (None: as the cluster's resources allow), inside a :func:`ray_session`."""
+    import ray
+
     remote = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(fn)
     queue, pending = list(tasks), {}
     try:
@@ -290,11 +307,9 @@ def map_ray(fn: Callable[[RunTask], dict], tasks: list[RunTask], workers: int | 
                 yield task, ray.get(ready)
             except Exception as error:  # the task's exception, or the worker died
                 yield task, error
-    finally:
+    finally:  # interrupted or stopped early: stop the running tasks (their kernels exit with them)
         for ref in pending:
             ray.cancel(ref, force=True)
-        if started:
-            ray.shutdown()
 
 
 def available_cpus() -> int:
@@ -508,34 +523,35 @@ def run_sweep(
         else:
             todo.append(run)
             statuses[run.run_id] = "pending"
-    sweep_file = out_dir / "sweep.json"
-    record = {
-        "notebook": plan.notebook.name, "notebook_path": str(plan.notebook.path),
-        "notebook_hash": plan.notebook.content_hash(), "profile": profile, "fixed": plan.fixed,
-        "grid": plan.grid, "seeds": plan.seeds, "backend": backend, "workers": workers, "threads": threads,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "runs": [{"run_id": r.run_id, "swept": r.swept, "status": statuses[r.run_id]} for r in plan.runs],
-    }
-    write_json_atomically(sweep_file, record)
+    with ray_session(address) if backend == "ray" else contextlib.nullcontext():  # before any file is written
+        sweep_file = out_dir / "sweep.json"
+        record = {
+            "notebook": plan.notebook.name, "notebook_path": str(plan.notebook.path),
+            "notebook_hash": plan.notebook.content_hash(), "profile": profile, "fixed": plan.fixed,
+            "grid": plan.grid, "seeds": plan.seeds, "backend": backend, "workers": workers, "threads": threads,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "runs": [{"run_id": r.run_id, "swept": r.swept, "status": statuses[r.run_id]} for r in plan.runs],
+        }
+        write_json_atomically(sweep_file, record)
 
-    provenance = environment(root)
-    tasks = [RunTask(str(plan.notebook.path), run.parameters, str(out_dir / run.run_id), str(root),
-                     cell_timeout or None, threads, provenance) for run in todo]
-    by_dir = {task.run_dir: run for task, run in zip(tasks, todo, strict=True)}
-    where = f"{workers} local worker{'s' * (workers != 1)}" if backend == "local" else "Ray tasks"
-    print(f"sweep {plan.notebook.name}: {len(todo)} runs to execute on {where} ({threads} threads each), "
-          f"{len(plan.runs) - len(todo)} done before", flush=True)
-    mapped = map_local(run_one, tasks, workers) if backend == "local" else map_ray(
-        run_one, tasks, workers, threads, gpus_per_run, address)
-    for task, entry in mapped:
-        run = by_dir[task.run_dir]
-        outcome = _outcome(run, entry)
-        if isinstance(entry, BaseException):  # the worker died: record it, so that resume reruns it
-            write_json_atomically(Path(task.run_dir) / STATUS_FILE, {
-                "status": "failed", "parameters": run.parameters, "error": outcome.error} | provenance)
-        result.outcomes.append(outcome)
-        statuses[run.run_id] = outcome.status
-        print(outcome.message, file=sys.stderr if outcome.status == "failed" else sys.stdout, flush=True)
+        provenance = environment(root)
+        tasks = [RunTask(str(plan.notebook.path), run.parameters, str(out_dir / run.run_id), str(root),
+                         cell_timeout or None, threads, provenance) for run in todo]
+        by_dir = {task.run_dir: run for task, run in zip(tasks, todo, strict=True)}
+        where = f"{workers} local worker{'s' * (workers != 1)}" if backend == "local" else "Ray tasks"
+        print(f"sweep {plan.notebook.name}: {len(todo)} runs to execute on {where} ({threads} thread{'s' * (threads != 1)} each), "
+              f"{len(plan.runs) - len(todo)} done before", flush=True)
+        mapped = map_local(run_one, tasks, workers) if backend == "local" else map_ray(
+            run_one, tasks, workers, threads, gpus_per_run)
+        for task, entry in mapped:
+            run = by_dir[task.run_dir]
+            outcome = _outcome(run, entry)
+            if isinstance(entry, BaseException):  # the worker died: record it, so that resume reruns it
+                write_json_atomically(Path(task.run_dir) / STATUS_FILE, {
+                    "status": "failed", "parameters": run.parameters, "error": outcome.error} | provenance)
+            result.outcomes.append(outcome)
+            statuses[run.run_id] = outcome.status
+            print(outcome.message, file=sys.stderr if outcome.status == "failed" else sys.stdout, flush=True)
 
     order = {run.run_id: i for i, run in enumerate(plan.runs)}
     result.outcomes.sort(key=lambda o: order[o.run_id])
