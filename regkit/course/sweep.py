@@ -279,7 +279,8 @@ def ray_session(address: str | None) -> Iterator[None]:
     python_path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
     target = address or os.environ.get("RAY_ADDRESS") or "a new local Ray instance"
     try:
-        ray.init(address=address, runtime_env={"env_vars": {"PYTHONPATH": python_path}}, log_to_driver=False)
+        ray.init(address=address, runtime_env={"env_vars": {"PYTHONPATH": python_path}}, log_to_driver=False,
+                 include_dashboard=False)  # (a new local instance only) its agent's start can time out on a busy machine
     except Exception as error:  # Ray raises plain Exception / ConnectionError / RuntimeError here
         raise CourseError(f"--backend ray: could not start or connect to {target}: {error}") from error
     try:
@@ -420,6 +421,7 @@ def _plots(plan: SweepPlan, summary, out_dir: Path) -> list[Path]:
                 others = [a for a in axes if a != x]
                 table = table.assign(group=table[others].astype(str).agg(", ".join, axis=1)) if others else table
                 mean_lines(table, x, "mean", std="std", hue="group" if others else None, ax=ax)
+                ax.set_ylabel(f"{result} (mean ± std)" if plan.seeds else result)
                 if others:
                     ax.legend(title=", ".join(others))
             ax.set_title(f"{result}: mean over seeds" if plan.seeds else result)
