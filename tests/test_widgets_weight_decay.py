@@ -14,6 +14,7 @@ from regkit.widgets.weight_decay import (  # noqa: E402
     decay_paths,
     draw_paths,
     fixed_points,
+    render_png,
     weight_decay_widget,
 )
 
@@ -50,6 +51,9 @@ def test_different_slider_values_give_different_trajectories():
         other = decay_paths(**(base | change))
         assert np.abs(other.l2 - reference.l2).max() > 1e-3, change
         assert np.abs(other.decoupled - reference.decoupled).max() > 1e-3, change
+    adam = decay_paths(**(base | {"optimizer": "adam"}))
+    slow = decay_paths(**(base | {"optimizer": "adam", "beta2": 0.999}))
+    assert np.abs(slow.decoupled - adam.decoupled).max() > 1e-2  # a longer memory of v: slower to the box
 
 
 @pytest.mark.parametrize(
@@ -61,6 +65,7 @@ def test_different_slider_values_give_different_trajectories():
         ({"weight_decay": -1}, r"weight_decay must be in \[0.0, inf\], got -1"),
         ({"momentum": 1.0}, r"momentum must be in \[0.0, 1.0\), got 1.0"),
         ({"steps": 0}, "steps must be an int >= 1, got 0"),
+        ({"beta2": 1.0}, r"beta2 must be in \[0.0, 1.0\), got 1.0"),
     ],
 )
 def test_invalid_values_are_rejected(kwargs, message):
@@ -85,10 +90,15 @@ def test_widget_redraws_what_its_controls_say():
     box = weight_decay_widget(steps=60)
     paths, decay = box.drawn
     assert (paths.optimizer, paths.lr, decay) == ("sgd", 0.1, "l2")
+    image = box.children[-1]
+    first = image.value
+    assert first[:8] == b"\x89PNG\r\n\x1a\n" and first == render_png(paths, decay)
+    box.controls["momentum"].value = 0.5
+    assert image.value != first  # a new slider value, a new picture
     box.controls["lr"].value = 0.02
     box.controls["decay"].value = "decoupled"
     box.controls["optimizer"].value = "adam"
     paths, decay = box.drawn
     assert (paths.optimizer, decay) == ("adam", "decoupled") and paths.lr == pytest.approx(0.02)
-    np.testing.assert_array_equal(paths.decoupled, decay_paths("adam", paths.lr, 0.5, 0.9, 60).decoupled)
-    plt.close("all")
+    np.testing.assert_array_equal(paths.decoupled, decay_paths("adam", paths.lr, 0.5, 0.5, 60).decoupled)
+    assert image.value == render_png(paths, decay)

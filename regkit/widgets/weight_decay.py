@@ -13,8 +13,8 @@ settles follows from setting its update to zero (torch's convention, ``mu`` the 
 - decoupled Adam(W): ``wd w = -m_hat / (sqrt(v_hat) + eps)``. Once ``v_hat`` has forgotten
   the early, larger gradients, ``|m_hat / sqrt(v_hat)| <= 1`` bounds ``|w_i| <= 1 / wd``: the limit
   is the box-constrained minimizer ``clip(c, -1/wd, 1/wd)`` (Xie & Li, ICML 2024,
-  arXiv:2404.04454, for full-batch AdamW). The demo uses ``beta2 = 0.95`` (a memory of about
-  20 steps) so that this limit shows within its steps; with 0.999 it takes thousands.
+  arXiv:2404.04454, for full-batch AdamW). The demo's default ``beta2 = 0.95`` (a memory of
+  about 20 steps) lets this limit show within its steps; with 0.999 it takes thousands.
 
 `weight_decay_widget` draws these paths with sliders for lr, weight decay, momentum (beta1
 for Adam), the optimizer and the L2/decoupled toggle.
@@ -23,6 +23,7 @@ for Adam), the optimizer and the L2/decoupled toggle.
 from __future__ import annotations
 
 import functools
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +37,7 @@ TARGET = (1.5, 3.0)
 START = (-2.0, -1.5)
 OPTIMIZERS = ("sgd", "adam")
 DECAYS = ("l2", "decoupled")
-ADAM_BETA2 = 0.95  # short memory of v: the decoupled limit shows within the demo (module docstring)
+ADAM_BETA2 = 0.95  # default: a short memory of v, so the decoupled limit shows within the demo (module docstring)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class DecayPaths:
     lr: float
     weight_decay: float
     momentum: float
+    beta2: float  # Adam's (unused by SGD)
     l2: np.ndarray
     decoupled: np.ndarray
     no_decay: np.ndarray
@@ -85,18 +87,17 @@ def fixed_points(optimizer: str, weight_decay: float, momentum: float) -> tuple[
     return l2, decoupled
 
 
-def _make(optimizer: str, params, lr: float, weight_decay: float, momentum: float, decoupled: bool):
+def _make(optimizer: str, params, lr: float, weight_decay: float, momentum: float, beta2: float, decoupled: bool):
     if optimizer == "sgd":
         return SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, decoupled_weight_decay=decoupled)
-    return Adam(params, lr=lr, betas=(momentum, ADAM_BETA2), weight_decay=weight_decay,
-                decoupled_weight_decay=decoupled)
+    return Adam(params, lr=lr, betas=(momentum, beta2), weight_decay=weight_decay, decoupled_weight_decay=decoupled)
 
 
-def _trajectory(optimizer: str, lr: float, weight_decay: float, momentum: float, decoupled: bool,
+def _trajectory(optimizer: str, lr: float, weight_decay: float, momentum: float, beta2: float, decoupled: bool,
                 steps: int) -> np.ndarray:
     h, c = torch.tensor(CURVATURES, dtype=torch.float64), torch.tensor(TARGET, dtype=torch.float64)
     w = torch.nn.Parameter(torch.tensor(START, dtype=torch.float64))
-    opt = _make(optimizer, [w], lr, weight_decay, momentum, decoupled)
+    opt = _make(optimizer, [w], lr, weight_decay, momentum, beta2, decoupled)
     path = torch.empty(steps + 1, 2, dtype=torch.float64)
     path[0] = w.detach()
     for t in range(1, steps + 1):
@@ -107,20 +108,20 @@ def _trajectory(optimizer: str, lr: float, weight_decay: float, momentum: float,
 
 
 @functools.lru_cache(maxsize=512)
-def _cached_trajectory(optimizer: str, lr: float, weight_decay: float, momentum: float, decoupled: bool,
-                       steps: int) -> np.ndarray:
-    path = _trajectory(optimizer, lr, weight_decay, momentum, decoupled, steps)
+def _cached_trajectory(optimizer: str, lr: float, weight_decay: float, momentum: float, beta2: float,
+                       decoupled: bool, steps: int) -> np.ndarray:
+    path = _trajectory(optimizer, lr, weight_decay, momentum, beta2, decoupled, steps)
     path.flags.writeable = False  # shared between calls
     return path
 
 
 def decay_paths(optimizer: str = "sgd", lr: float = 0.1, weight_decay: float = 0.5, momentum: float = 0.9,
-                steps: int = 150) -> DecayPaths:
+                steps: int = 150, beta2: float = ADAM_BETA2) -> DecayPaths:
     """Trajectories of ``optimizer`` ("sgd" or "adam") with L2, decoupled and no decay on the quadratic.
 
     ``lr > 0``; ``weight_decay >= 0`` (torch's convention: decoupled decay multiplies ``w``
-    by ``1 - lr * wd`` per step); ``momentum`` in [0, 1) is SGD's momentum or Adam's beta1
-    (beta2 = `ADAM_BETA2`, eps = 1e-8); ``steps >= 1``. Trajectories are cached (the no-decay
+    by ``1 - lr * wd`` per step); ``momentum`` in [0, 1) is SGD's momentum or Adam's beta1;
+    ``beta2`` in [0, 1) is Adam's (eps = 1e-8); ``steps >= 1``. Trajectories are cached (the no-decay
     path does not depend on ``weight_decay``), so the widget redraws fast.
     """
     _choice("optimizer", optimizer, OPTIMIZERS)
@@ -129,13 +130,15 @@ def decay_paths(optimizer: str = "sgd", lr: float = 0.1, weight_decay: float = 0
         raise ValueError("lr must be > 0, got 0")
     check_number("weight_decay", weight_decay, 0.0)
     check_number("momentum", momentum, 0.0, 1.0, high_open=True)
+    check_number("beta2", beta2, 0.0, 1.0, high_open=True)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-    lr, weight_decay, momentum = float(lr), float(weight_decay), float(momentum)
-    run = functools.partial(_cached_trajectory, optimizer, lr, momentum=momentum, steps=steps)
+    lr, weight_decay, momentum, beta2 = float(lr), float(weight_decay), float(momentum), float(beta2)
+    run = functools.partial(_cached_trajectory, optimizer, lr, momentum=momentum,
+                            beta2=beta2 if optimizer == "adam" else 0.0, steps=steps)  # SGD: one cache entry
     l2_point, decoupled_point = fixed_points(optimizer, weight_decay, momentum)
     return DecayPaths(
-        optimizer=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum,
+        optimizer=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum, beta2=beta2,
         l2=run(weight_decay, decoupled=False), decoupled=run(weight_decay, decoupled=True),
         no_decay=run(0.0, decoupled=False), l2_fixed_point=l2_point, decoupled_fixed_point=decoupled_point,
     )  # fmt: skip
@@ -149,10 +152,12 @@ def _loss_grid(points: int = 121) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def draw_paths(paths: DecayPaths, decay: str, ax=None):
     """Draw ``paths`` on the loss contours: ``decay``'s path bold, the other variant dashed, no decay dotted."""
-    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
     _choice("decay", decay, DECAYS)
     if ax is None:
+        import matplotlib.pyplot as plt
+
         _, ax = plt.subplots(figsize=(6.0, 5.4), layout="constrained")
     x, y, z = _loss_grid()
     ax.contour(x, y, z, levels=np.geomspace(0.02, 20, 12), colors="0.8", linewidths=0.8)
@@ -166,25 +171,37 @@ def draw_paths(paths: DecayPaths, decay: str, ax=None):
     ax.plot(*TARGET, "x", color="k", ms=9, mew=2, label="loss minimum")
     if paths.optimizer == "adam" and decay == "decoupled" and paths.weight_decay > 0:
         r = 1 / paths.weight_decay
-        ax.add_patch(plt.Rectangle((-r, -r), 2 * r, 2 * r, fill=False, ls="-.", color="C2",
-                                   label=r"$\|w\|_\infty \leq 1/\mathrm{wd}$"))
+        ax.add_patch(Rectangle((-r, -r), 2 * r, 2 * r, fill=False, ls="-.", color="C2",
+                               label=r"$\|w\|_\infty \leq 1/\mathrm{wd}$"))
     ax.set(xlim=(-3.5, 3.5), ylim=(-3.0, 4.0), xlabel="$w_1$ (curvature 1)", ylabel="$w_2$ (curvature 0.05)",
            aspect="equal")
-    label = "momentum" if paths.optimizer == "sgd" else "beta1"
-    ax.set_title(f"{paths.optimizer.upper()}: lr={paths.lr:.3g}, wd={paths.weight_decay:.3g}, "
-                 f"{label}={paths.momentum:.2f}", fontsize=10)
+    betas = (f"momentum={paths.momentum:.2f}" if paths.optimizer == "sgd"
+             else f"betas=({paths.momentum:.2f}, {paths.beta2:g})")
+    ax.set_title(f"{paths.optimizer.upper()}: lr={paths.lr:.3g}, wd={paths.weight_decay:.3g}, {betas}", fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     return ax
+
+
+def render_png(paths: DecayPaths, decay: str, dpi: int = 90) -> bytes:
+    """`draw_paths` on a figure of its own (no pyplot state), as PNG bytes."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0, 5.4), layout="constrained")
+    draw_paths(paths, decay, fig.add_subplot())
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
 
 
 def weight_decay_widget(steps: int = 150):
     """Sliders for lr, weight decay, momentum/beta1, the optimizer and the L2/decoupled toggle, redrawing `draw_paths`.
 
-    Returns a ``VBox``; ``box.controls`` maps names to the controls and ``box.drawn`` holds the
+    Returns a ``VBox`` whose last child is an ``Image`` widget holding `render_png`'s PNG (an
+    image, not an ``Output`` widget: nothing is captured or cleared, which keeps headless
+    execution simple). ``box.controls`` maps names to the controls and ``box.drawn`` holds the
     ``(DecayPaths, decay)`` last drawn (for tests and for reading the numbers behind the plot).
     """
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     style = {"description_width": "110px"}
     layout = widgets.Layout(width="420px")
@@ -199,20 +216,15 @@ def weight_decay_widget(steps: int = 150):
                                           style=style, layout=layout)
     momentum = widgets.FloatSlider(value=0.9, min=0.0, max=0.99, step=0.01, description="momentum / beta1",
                                    style=style, layout=layout)
-    out = widgets.Output()
+    image = widgets.Image(format="png", layout=widgets.Layout(width="540px"))
     controls = {"optimizer": optimizer, "decay": decay, "lr": lr, "weight_decay": weight_decay, "momentum": momentum}
-    box = widgets.VBox([*controls.values(), out])
+    box = widgets.VBox([*controls.values(), image])
     box.controls = controls
 
     def redraw(_=None):
         paths = decay_paths(optimizer.value, lr.value, weight_decay.value, momentum.value, steps)
         box.drawn = (paths, decay.value)
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(6.0, 5.4), layout="constrained")
-            draw_paths(paths, decay.value, ax)
-            plt.show()
-            plt.close(fig)
+        image.value = render_png(paths, decay.value)
 
     for control in controls.values():
         control.observe(redraw, names="value")
