@@ -85,6 +85,11 @@ SLOW_SGD_CONVERGE = {
     "rosenbrock": {"lr": 1.4e-3, "steps": 1100, "below": 1e-2},
 }
 ADAM_CONVERGE = {"quadratic": {"lr": 0.1, "steps": 80}, "rosenbrock": {"lr": 0.2, "steps": 700}}
+# Normalized GD moves exactly lr per step, so with a constant lr it ends in a ball of radius ~lr.
+NGD_CONVERGE = {
+    "quadratic": {"lr": 0.01, "steps": 600, "below": 1e-2},
+    "rosenbrock": {"lr": 2e-3, "steps": 1500, "below": 1e-2},
+}
 
 # fmt: off
 CASES = [
@@ -97,6 +102,7 @@ CASES = [
     Case("adam_l2_amsgrad", ro.Adam, {"lr": 0.01, "weight_decay": 1e-3, "amsgrad": True}, ADAM_INVALID, ADAM_CONVERGE),
     Case("adam_decoupled_maximize", ro.Adam, {"lr": 0.01, "weight_decay": 1e-3, "decoupled_weight_decay": True, "maximize": True}, ADAM_INVALID, ADAM_CONVERGE),
     Case("adamw", ro.AdamW, {"lr": 0.01, "weight_decay": 1e-2}, ADAM_INVALID, ADAM_CONVERGE),
+    Case("ngd_layer", ro.NGD, {"lr": 0.01, "norm": "layer"}, {"lr": -0.1, "eps": 0.0, "norm": "rows"}, NGD_CONVERGE, skip={"compile": "Graft/NGD step spans all groups (one global norm); the functional graft_update has its own compile test"}),
     Case("adamw_amsgrad", ro.AdamW, {"lr": 0.01, "weight_decay": 1e-2, "amsgrad": True}, ADAM_INVALID, ADAM_CONVERGE),
 ]
 # fmt: on
