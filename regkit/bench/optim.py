@@ -3,8 +3,9 @@
 One row per method; its candidates (implementations) step the same parameters and gradients,
 interleaved in one run (the order rotates every repetition), after a warm-up. Reported:
 median and interquartile range of the step time, and the median's ratio to the row's first
-candidate (the reference, torch.optim foreach). Each candidate keeps its own optimizer
-state. On CUDA the clock is read between ``torch.cuda.synchronize()`` calls.
+candidate (the reference: torch.optim foreach; for AdamP and SGDP the regkit AdamW/SGD they
+extend, so the ratio is the cost of the projection, with the official ``adamp`` package beside
+them when it is installed). Each candidate keeps its own optimizer state. On CUDA the clock is read between ``torch.cuda.synchronize()`` calls.
 
 Later methods add their rows (and external references such as ``adamp`` or ``pytorch_cpr``)
 to ``CANDIDATES``: a ``Candidate(row, label, make)`` with ``make(params) -> Optimizer``.
