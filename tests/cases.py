@@ -91,6 +91,11 @@ SGDP_INVALID = {
     **{k: v for k, v in SGD_INVALID.items() if k != "maximize"},
     "eps": -1e-8, "delta": -1.0, "wd_ratio": -0.1, "project_buffer": 1, "channel_dim": -1,
 }  # fmt: skip
+# Normalized GD moves exactly lr per step, so with a constant lr it ends in a ball of radius ~lr.
+NGD_CONVERGE = {
+    "quadratic": {"lr": 0.01, "steps": 600, "below": 1e-2},
+    "rosenbrock": {"lr": 2e-3, "steps": 1500, "below": 1e-2},
+}
 
 # fmt: off
 CASES = [
@@ -103,6 +108,7 @@ CASES = [
     Case("adam_l2_amsgrad", ro.Adam, {"lr": 0.01, "weight_decay": 1e-3, "amsgrad": True}, ADAM_INVALID, ADAM_CONVERGE),
     Case("adam_decoupled_maximize", ro.Adam, {"lr": 0.01, "weight_decay": 1e-3, "decoupled_weight_decay": True, "maximize": True}, ADAM_INVALID, ADAM_CONVERGE),
     Case("adamw", ro.AdamW, {"lr": 0.01, "weight_decay": 1e-2}, ADAM_INVALID, ADAM_CONVERGE),
+    Case("ngd_layer", ro.NGD, {"lr": 0.01, "norm": "layer"}, {"lr": -0.1, "eps": 0.0, "norm": "rows"}, NGD_CONVERGE, skip={"compile": "Graft/NGD step spans all groups (one global norm); the functional graft_update has its own compile test"}),
     Case("adamw_amsgrad", ro.AdamW, {"lr": 0.01, "weight_decay": 1e-2, "amsgrad": True}, ADAM_INVALID, ADAM_CONVERGE),
     Case("adamp", ro.AdamP, {"lr": 0.01, "weight_decay": 1e-2}, ADAMP_INVALID, ADAM_CONVERGE),
     Case("adamp_nesterov", ro.AdamP, {"lr": 0.01, "weight_decay": 1e-2, "nesterov": True, "delta": 0.5, "wd_ratio": 0.5}, ADAMP_INVALID, ADAMP_NESTEROV_CONVERGE),
