@@ -1,12 +1,9 @@
 """The scale-invariance classroom demo: its curves obey the norm-growth laws; sliders change them; bad input is rejected."""
 
-import matplotlib
 import numpy as np
 import pytest
 
 from regkit.widgets.scale_invariance import draw, norm_growth, scale_invariance_widget
-
-matplotlib.use("Agg")
 
 
 def growth(curves, lr):
@@ -73,12 +70,19 @@ def test_invalid_values_are_rejected(kwargs, message):
         norm_growth(**kwargs)
 
 
-def test_widget_builds_and_redraws():
-    import matplotlib.pyplot as plt
-
+def test_widget_redraws_the_curves_of_its_controls():
     widget = scale_invariance_widget(steps=30)
-    lr, momentum, project = widget.children[0].children
-    momentum.value, project.value, lr.value = 0.5, True, 0.05
-    fig = draw(norm_growth(0.05, 0.5, True, 30), 0.05, 0.5, True)
-    assert len(fig.axes) == 3 and np.allclose(fig.axes[0].lines[0].get_ydata(), norm_growth(0.05, 0.5, True, 30)["norm"])
-    plt.close(fig)
+    first = widget.children[-1].value
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    widget.controls["momentum"].value = 0.5
+    widget.controls["project"].value = True
+    assert widget.drawn is norm_growth(0.1, 0.5, True, 30)  # the cached curves of the current controls
+    assert widget.children[-1].value != first
+
+
+def test_draw_plots_the_computed_curves():
+    curves = norm_growth(0.05, 0.5, True, 30)
+    fig = draw(curves, 0.05, 0.5, True)
+    assert len(fig.axes) == 3
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_ydata(), curves["norm"])
+    np.testing.assert_array_equal(fig.axes[1].lines[1].get_ydata(), curves["gd_effective_step"])

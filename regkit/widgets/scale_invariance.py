@@ -8,6 +8,7 @@ the learning rate, the momentum and the projection.
 
 from __future__ import annotations
 
+import io
 from functools import lru_cache
 
 import numpy as np
@@ -65,12 +66,14 @@ def _norm_growth(lr: float, momentum: float, project: bool, steps: int, start_an
     return curves
 
 
-def draw(curves: dict[str, np.ndarray], lr: float, momentum: float, project: bool):
-    """A matplotlib figure of ``norm_growth``'s curves: norm, effective step (log) and angle to ``w*``."""
-    import matplotlib.pyplot as plt
+def draw(curves: dict[str, np.ndarray], lr: float, momentum: float, project: bool, fig=None):
+    """Draw `norm_growth`'s curves on ``fig`` (a new matplotlib ``Figure`` if None; no pyplot state):
+    the norm, the effective step (log scale) and the angle to ``w*``, each beside plain GD."""
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=(12, 3.4), layout="constrained") if fig is None else fig
+    axes = fig.subplots(1, 3)
     name = f"SGDP (momentum {momentum:g})" if project else f"SGD + momentum {momentum:g}"
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     panels = (("norm", r"$\|w_t\|$"), ("effective_step", r"effective step $\eta/\|w_t\|^2$"),
               ("angle", r"angle to $w^*$ (degrees)"))  # fmt: skip
     for ax, (key, label) in zip(axes, panels, strict=True):
@@ -80,31 +83,42 @@ def draw(curves: dict[str, np.ndarray], lr: float, momentum: float, project: boo
         ax.set_title(label)
     axes[1].set_yscale("log")
     axes[0].legend()
-    fig.suptitle(f"-cos(w, w*) in 2-D, lr = {lr:g}: final norm {curves['norm'][-1]:.2f} vs {curves['gd_norm'][-1]:.2f}")
-    fig.tight_layout()
+    fig.suptitle(f"-cos(w, w*) in 2-D, lr = {lr:g}: final norm {curves['norm'][-1]:.2f} (plain GD {curves['gd_norm'][-1]:.2f})")
     return fig
 
 
+def render_png(curves: dict[str, np.ndarray], lr: float, momentum: float, project: bool, dpi: int = 80) -> bytes:
+    """`draw` on a figure of its own, as PNG bytes."""
+    buffer = io.BytesIO()
+    draw(curves, lr, momentum, project).savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
 def scale_invariance_widget(steps: int = 100):
-    """Sliders (lr, momentum) and a projection checkbox redrawing `norm_growth` on the 2-D toy."""
+    """Sliders (lr, momentum) and a projection checkbox redrawing `norm_growth` on the 2-D toy.
+
+    Returns a ``VBox`` whose last child is an ``Image`` widget holding `render_png`'s PNG.
+    ``box.controls`` maps names to the controls; ``box.drawn`` holds the curves last drawn.
+    """
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     _check(0.1, 0.9, False, steps, 135.0)
-    lr = widgets.FloatLogSlider(value=0.1, base=10, min=-3, max=0, step=0.1, description="lr")
-    momentum = widgets.FloatSlider(value=0.9, min=0.0, max=0.99, step=0.01, description="momentum")
-    project = widgets.Checkbox(value=False, description="projection (SGDP)")
-    output = widgets.Output()
+    controls = {
+        "lr": widgets.FloatLogSlider(value=0.1, base=10, min=-3, max=0, step=0.1, description="lr",
+                                     readout_format=".3g"),
+        "momentum": widgets.FloatSlider(value=0.9, min=0.0, max=0.99, step=0.01, description="momentum"),
+        "project": widgets.Checkbox(value=False, description="projection (SGDP)"),
+    }  # fmt: skip
+    image = widgets.Image(format="png", layout=widgets.Layout(width="900px"))
+    box = widgets.VBox([widgets.HBox(list(controls.values())), image])
+    box.controls = controls
 
     def redraw(_=None):
-        curves = norm_growth(lr.value, momentum.value, project.value, steps)
-        with output:
-            output.clear_output(wait=True)
-            fig = draw(curves, lr.value, momentum.value, project.value)
-            plt.show()
-            plt.close(fig)
+        values = {name: control.value for name, control in controls.items()}
+        box.drawn = norm_growth(**values, steps=steps)
+        image.value = render_png(box.drawn, **values)
 
-    for control in (lr, momentum, project):
+    for control in controls.values():
         control.observe(redraw, names="value")
     redraw()
-    return widgets.VBox([widgets.HBox([lr, momentum, project]), output])
+    return box
