@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
+from tqdm.std import tqdm as text_tqdm
 
 from regkit.device import default_device, resolve_device  # noqa: F401  (re-exported: part of regkit.train's API)
 from regkit.distributed import (
@@ -45,6 +46,7 @@ from regkit.distributed import (
     rank_device,
     world_size,
 )
+from regkit.headless import is_headless
 from regkit.history import History
 from regkit.metrics import grad_norm, weight_norms
 
@@ -492,7 +494,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
     ``autocast_dtype=torch.bfloat16`` runs forward passes (and ``grad_fn``) under autocast;
     ``channels_last`` converts the model and 4-D inputs. ``meta``: JSON-serialisable facts
     (e.g. ``{"dataset": ds.name}``) stored in ``History.meta`` beside the device and timings.
-    ``progress``: a ``tqdm.auto`` bar (a widget in notebooks) and a final one-line summary.
+    ``progress``: a ``tqdm.auto`` bar (a widget in notebooks; text when ``regkit.headless``) and a final
+    one-line summary.
     ``History.meta`` also holds ``train_time_s`` and ``eval_time_s`` (evaluation, hooks and
     checkpoints), summed over resumed runs, ``time_per_step_s`` and this call's ``wall_time_s``.
 
@@ -581,8 +584,10 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
 
     stream = _BatchStream(train_loader)
     postfix: dict[str, float] = {}
-    bar = tqdm(total=total, initial=start, desc=desc, disable=not (progress and main_process), unit="step",
-               dynamic_ncols=True)
+    # Headless (the course runner): a text bar updated every few seconds, no widget comms.
+    bar_kind, bar_interval = (text_tqdm, 5.0) if is_headless() else (tqdm, 0.1)
+    bar = bar_kind(total=total, initial=start, desc=desc, disable=not (progress and main_process), unit="step",
+                   dynamic_ncols=True, mininterval=bar_interval)
     wall_start = tick = time.perf_counter()
     try:
         for step in range(start + 1, total + 1):

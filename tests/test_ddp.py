@@ -1,7 +1,7 @@
 """Data-parallel training: 2 CPU processes (gloo) end with the parameters of 1 process with the same global batch.
 
 One ``torch.multiprocessing.spawn`` of 2 ranks trains every optimizer of ``OPTIMIZERS`` in turn
-(float64, a tiny MLP on 8x8 images with random crops and flips, ``STEPS`` steps, global batch
+(float64, a tiny MLP with a LayerNorm on 8x8 images with random crops and flips, ``STEPS`` steps, global batch
 ``GLOBAL_BATCH`` split over the ranks by ``DeviceLoader(rank=, world_size=)``); the reference is the
 same call of ``regkit.train.train`` in this process without a process group. A new optimizer joins
 with one entry in ``OPTIMIZERS`` (a factory taking the model).
@@ -28,7 +28,9 @@ WORLD, STEPS, GLOBAL_BATCH = 2, 4, 16
 OPTIMIZERS = {
     "sgd": lambda model: ro.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-2),
     "adamw": lambda model: ro.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1),
-    # AdamP and AdamCPR join here when they land: "adamp": lambda model: ro.AdamP(...), ...
+    "adamp": lambda model: ro.AdamP(model.parameters(), lr=1e-2, weight_decay=0.1),
+    "sgdp": lambda model: ro.SGDP(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2),
+    # AdamCPR joins here when it lands: "adamcpr": lambda model: ro.AdamCPR(model, ...),
 }
 GRAD_FNS = {"sgd+microbatches": microbatch_grad_fn(F.cross_entropy, micro_batch_size=4)}  # averaged explicitly
 CASES = [*OPTIMIZERS, *GRAD_FNS]
@@ -42,6 +44,12 @@ class ToDouble(nn.Module):
         return x.double()
 
 
+def make_model():
+    """The first layer's weight is scale-invariant (a LayerNorm without affine follows): AdamP/SGDP project it."""
+    return nn.Sequential(ToDouble(), nn.Flatten(), nn.Linear(64, 16), nn.LayerNorm(16, elementwise_affine=False),
+                         nn.Tanh(), nn.Linear(16, 4)).double()
+
+
 def images():
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (48, 1, 8, 8), generator=g, dtype=torch.uint8)
@@ -51,7 +59,7 @@ def images():
 def run_case(name, rank, world, checkpoint=None):
     """Train one case as rank ``rank`` of ``world``; return the final parameters and the History."""
     torch.manual_seed(0)
-    model = nn.Sequential(ToDouble(), nn.Flatten(), nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 4)).double()
+    model = make_model()
     x, y = images()
     loader = DeviceLoader(x, y, GLOBAL_BATCH, augment=True, seed=3, device="cpu", mean=(120.0,), std=(70.0,),
                           rank=rank, world_size=world)
@@ -110,7 +118,7 @@ def test_two_ranks_give_the_single_process_parameters(ddp_runs, name):
 
 def _initial(name):
     torch.manual_seed(0)
-    model = nn.Sequential(ToDouble(), nn.Flatten(), nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 4)).double()
+    model = make_model()
     return model.state_dict()
 
 

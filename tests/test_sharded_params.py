@@ -30,7 +30,7 @@ def sharded_param(mesh, placement=None):
 
 
 class NormSGD(ro.SGD):
-    """SGD declaring whole-tensor norms, as AdamP and AdamCPR do: the base class then checks its params."""
+    """SGD declaring whole-tensor norms, as AdamP, SGDP (and AdamCPR) do: the base class then checks its params."""
 
     whole_tensor_norms = True
 
@@ -42,6 +42,8 @@ class NormSGD(ro.SGD):
         (lambda ps: ro.Graft(ps, lr=0.1, norm="layer"), "Graft"),
         (lambda ps: GNP(ps, torch.optim.SGD, lr=0.1), "GNP"),
         (lambda ps: SAM(ps, torch.optim.SGD, lr=0.1), "SAM"),
+        (lambda ps: ro.AdamP(ps, lr=0.1), "AdamP"),
+        (lambda ps: ro.SGDP(ps, lr=0.1), "SGDP"),
         (lambda ps: NormSGD(ps, lr=0.1), "NormSGD"),
     ],
 )

@@ -3,8 +3,9 @@
 One row per method; its candidates (implementations) step the same parameters and gradients,
 interleaved in one run (the order rotates every repetition), after a warm-up. Reported:
 median and interquartile range of the step time, and the median's ratio to the row's first
-candidate (the reference, torch.optim foreach). Each candidate keeps its own optimizer
-state. On CUDA the clock is read between ``torch.cuda.synchronize()`` calls.
+candidate (the reference: torch.optim foreach; for AdamP and SGDP the regkit AdamW/SGD they
+extend, so the ratio is the cost of the projection, with the official ``adamp`` package beside
+them when it is installed). Each candidate keeps its own optimizer state. On CUDA the clock is read between ``torch.cuda.synchronize()`` calls.
 
 Later methods add their rows (and external references such as ``adamp`` or ``pytorch_cpr``)
 to ``CANDIDATES``: a ``Candidate(row, label, make)`` with ``make(params) -> Optimizer``.
@@ -21,6 +22,11 @@ import torch
 import regkit.optim as ro
 from regkit.models import build_model
 
+try:  # the official AdamP/SGDP, a test-only dependency
+    import adamp
+except ImportError:
+    adamp = None
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -32,6 +38,10 @@ class Candidate:
 SGD_KW = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
 ADAM_KW = dict(lr=1e-3, weight_decay=1e-4)
 ADAMW_KW = dict(lr=1e-3, weight_decay=0.05)
+ADAMP_KW = dict(lr=1e-3, weight_decay=0.05)  # delta 0.1, wd_ratio 0.1: the defaults of both packages
+SGDP_KW = dict(lr=0.1, momentum=0.9, weight_decay=1e-5, nesterov=True)
+# the SGD that SGDP extends: decoupled decay, divided by 1 - momentum as SGDP does
+SGD_OF_SGDP_KW = SGDP_KW | dict(weight_decay=1e-5 / (1 - 0.9), decoupled_weight_decay=True)
 
 CANDIDATES = [
     Candidate("SGD momentum", "torch foreach", lambda ps: torch.optim.SGD(ps, **SGD_KW, foreach=True)),
@@ -49,6 +59,15 @@ CANDIDATES = [
     Candidate("AdamW", "regkit foreach", lambda ps: ro.AdamW(ps, **ADAMW_KW, foreach=True)),
     Candidate("AdamW", "torch for-loop", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, foreach=False)),
     Candidate("AdamW", "regkit for-loop", lambda ps: ro.AdamW(ps, **ADAMW_KW, foreach=False)),
+    # AdamP/SGDP: the reference is the regkit optimizer they extend (the cost of the projection)
+    Candidate("AdamP", "regkit AdamW foreach", lambda ps: ro.AdamW(ps, **ADAMP_KW, foreach=True)),
+    Candidate("AdamP", "regkit foreach", lambda ps: ro.AdamP(ps, **ADAMP_KW, foreach=True)),
+    Candidate("AdamP", "regkit for-loop", lambda ps: ro.AdamP(ps, **ADAMP_KW, foreach=False)),
+    *([Candidate("AdamP", "adamp 0.3.0", lambda ps: adamp.AdamP(ps, **ADAMP_KW))] if adamp else []),
+    Candidate("SGDP", "regkit SGD foreach", lambda ps: ro.SGD(ps, **SGD_OF_SGDP_KW, foreach=True)),
+    Candidate("SGDP", "regkit foreach", lambda ps: ro.SGDP(ps, **SGDP_KW, foreach=True)),
+    Candidate("SGDP", "regkit for-loop", lambda ps: ro.SGDP(ps, **SGDP_KW, foreach=False)),
+    *([Candidate("SGDP", "adamp 0.3.0", lambda ps: adamp.SGDP(ps, **SGDP_KW))] if adamp else []),
 ]
 
 
@@ -99,7 +118,7 @@ def time_row(candidates: list[Candidate], params, *, reps: int, warmup: int) -> 
 
 
 def format_table(results: list[dict]) -> str:
-    lines = [f"{'method':<14} {'implementation':<18} {'median ms':>10} {'IQR ms':>8} {'x reference':>12}"]
+    lines = [f"{'method':<14} {'implementation':<20} {'median ms':>10} {'IQR ms':>8} {'x reference':>12}"]
     reference = None
     for r in results:
         first = reference is None or r["row"] != reference["row"]
@@ -107,11 +126,11 @@ def format_table(results: list[dict]) -> str:
             reference = r
         row = r["row"] if first else ""
         if r["median"] is None:
-            lines.append(f"{row:<14} {r['label']:<18} {'n/a':>10} {'':>8} {'':>12}  ({r['error']})")
+            lines.append(f"{row:<14} {r['label']:<20} {'n/a':>10} {'':>8} {'':>12}  ({r['error']})")
             continue
         ratio = f"{r['median'] / reference['median']:.2f}" if reference["median"] else "n/a"
         lines.append(
-            f"{row:<14} {r['label']:<18} {r['median'] * 1e3:>10.2f} {r['iqr'] * 1e3:>8.2f} {ratio:>12}"
+            f"{row:<14} {r['label']:<20} {r['median'] * 1e3:>10.2f} {r['iqr'] * 1e3:>8.2f} {ratio:>12}"
         )
     return "\n".join(lines)
 

@@ -35,6 +35,7 @@ from typing import Any
 from regkit.course.notebook import CourseError, CourseNotebook, check_profile, discover, select
 from regkit.course.recording import RESULTS_FILE_ENV, read_results, write_json_atomically
 from regkit.course.report import write_summary
+from regkit.headless import HEADLESS_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -129,11 +130,13 @@ def environment(root: Path = REPO_ROOT) -> dict[str, str]:
 def kernel_environment(
     results_file: Path, profile: str, root: Path, env: Mapping[str, str] | None = None
 ) -> Iterator[None]:
-    """Set the variables the kernel inherits (results file, profile, PYTHONPATH with the repo root, ``env``)."""
+    """Set the variables the kernel inherits (results file, profile, headless mode, PYTHONPATH with the repo
+    root, ``env``)."""
     env = dict(env or {})
-    saved = {k: os.environ.get(k) for k in (RESULTS_FILE_ENV, PROFILE_ENV, "PYTHONPATH", *env)}
+    saved = {k: os.environ.get(k) for k in (RESULTS_FILE_ENV, PROFILE_ENV, HEADLESS_ENV, "PYTHONPATH", *env)}
     os.environ[RESULTS_FILE_ENV] = str(results_file)
     os.environ[PROFILE_ENV] = profile
+    os.environ[HEADLESS_ENV] = "1"
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), saved["PYTHONPATH"]) if p)
     os.environ.update(env)
     try:
