@@ -278,11 +278,19 @@ def ray_session(address: str | None) -> Iterator[None]:
         return
     python_path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
     target = address or os.environ.get("RAY_ADDRESS") or "a new local Ray instance"
-    try:
-        ray.init(address=address, runtime_env={"env_vars": {"PYTHONPATH": python_path}}, log_to_driver=False,
-                 include_dashboard=False)  # (a new local instance only) its agent's start can time out on a busy machine
-    except Exception as error:  # Ray raises plain Exception / ConnectionError / RuntimeError here
-        raise CourseError(f"--backend ray: could not start or connect to {target}: {error}") from error
+    # A new local instance (no dashboard) can fail to start on a busy machine: its raylet waits a fixed ~15 s
+    # for the node agent (a Python process) to report its ports, then aborts. A second try finds the agent's
+    # imports cached. (Connecting to a running cluster is tried once.)
+    attempts = 2 if address is None and not os.environ.get("RAY_ADDRESS") else 1
+    for attempt in range(attempts):
+        try:
+            ray.init(address=address, runtime_env={"env_vars": {"PYTHONPATH": python_path}}, log_to_driver=False,
+                     include_dashboard=False)
+            break
+        except Exception as error:  # Ray raises plain Exception / ConnectionError / RuntimeError here
+            ray.shutdown()
+            if attempt + 1 == attempts:
+                raise CourseError(f"--backend ray: could not start or connect to {target}: {error}") from error
     try:
         yield
     finally:
