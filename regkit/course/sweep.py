@@ -114,7 +114,7 @@ def _id_value(value: Any) -> str:
 
 def run_id(swept: Mapping[str, Any]) -> str:
     """The folder of a run: ``name=value`` pairs joined by commas (a hash suffix if shortened or escaped)."""
-    text = ",".join(f"{name}={_id_value(value)}" for name, value in swept.items()) or "defaults"
+    text = ",".join(f"{name}={_id_value(value)}" for name, value in swept.items())
     safe = re.sub(r"[^\w.+=,-]", "_", text)
     if safe != text or len(safe) > 120:
         digest = hashlib.sha256(json.dumps(swept, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -313,9 +313,10 @@ def map_ray(fn: Callable[[RunTask], dict], tasks: list[RunTask], workers: int | 
             (ready,), _ = ray.wait(list(pending), num_returns=1)
             task = pending.pop(ready)
             try:
-                yield task, ray.get(ready)
+                entry = ray.get(ready)
             except Exception as error:  # the task's exception, or the worker died
-                yield task, error
+                entry = error
+            yield task, entry
     finally:  # interrupted or stopped early: stop the running tasks (their kernels exit with them)
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -326,7 +327,8 @@ def available_cpus() -> int:
 
 
 def default_workers() -> int:
-    """Half the CPUs (at least 1): each notebook's torch gets the other half as threads."""
+    """Half the CPUs (at least 1); with ``threads = CPUs // workers`` each notebook gets two threads and
+    the workers together never oversubscribe the cores (on 2 cores: one notebook at a time)."""
     return max(1, available_cpus() // 2)
 
 
