@@ -113,3 +113,34 @@ def heatmap(data: pd.DataFrame, x: str, y: str, value: str, *, best: str | None 
     if colorbar:
         fig.colorbar(image, ax=ax, label=value)
     return fig, ax
+
+
+def mean_lines(data: pd.DataFrame, x: str, y: str, *, std: str | None = None, hue: str | None = None,
+               logx: bool | None = None, ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """``data[y]`` against ``data[x]``, one line per value of ``data[hue]``, with a ``± data[std]`` band.
+
+    ``data`` is long-form, one row per point (e.g. a sweep's mean and std over seeds). Points are
+    sorted by ``x``; a NaN std draws no band. ``logx=None``: a log axis when ``x`` is positive and
+    spans a factor of 10 or more. Returns ``(figure, axes)``.
+    """
+    missing = [c for c in (x, y, std, hue) if c is not None and c not in data.columns]
+    if missing:
+        raise ValueError(f"mean_lines: no column {missing[0]!r} in data; columns: {', '.join(map(str, data.columns))}")
+    if ax is None:
+        fig, ax = plt.subplots(layout="constrained")
+    else:
+        fig = ax.figure
+    groups = [(None, data)] if hue is None else list(data.groupby(hue, sort=False))
+    colors = sns.color_palette(PALETTE, len(groups))
+    for (label, group), color in zip(groups, colors, strict=True):
+        group = group.sort_values(x)
+        ax.plot(group[x], group[y], marker="o", color=color, label=None if hue is None else f"{hue}={label}")
+        if std is not None:
+            ax.fill_between(group[x], group[y] - group[std], group[y] + group[std], color=color, alpha=0.2, lw=0)
+    if logx is None:
+        values = pd.to_numeric(data[x], errors="coerce")
+        logx = bool(values.notna().all() and (values > 0).all() and values.max() >= 10 * values.min())
+    ax.set(xlabel=x, ylabel=y, xscale="log" if logx else "linear")
+    if hue is not None:
+        ax.legend()
+    return fig, ax

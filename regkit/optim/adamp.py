@@ -382,6 +382,7 @@ class AdamP(FunctionalOptimizer):
     """
 
     functional_update = staticmethod(adamp)
+    whole_tensor_norms = True  # cosines and norms of whole tensors: sharded (FSDP) params are refused
 
     def __init__(
         self,
@@ -461,6 +462,7 @@ class SGDP(FunctionalOptimizer):
     """
 
     functional_update = staticmethod(sgdp)
+    whole_tensor_norms = True  # cosines and norms of whole tensors: sharded (FSDP) params are refused
 
     def __init__(
         self,

@@ -26,6 +26,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from regkit.distributed import reject_sharded
+
 NORMS = ("global", "layer")
 
 
@@ -175,6 +177,12 @@ class Graft(Optimizer):
                     f"{self.param_groups[0][key]!r}; every group must use the same {key}"
                 )
         super().add_param_group(param_group)
+        params, index = self.param_groups[-1]["params"], len(self.param_groups) - 1
+        try:  # ||g|| of a shard is not ||g||
+            reject_sharded(params, type(self).__name__, [f"param_groups[{index}]['params'][{i}]" for i in range(len(params))])
+        except ValueError:
+            self.param_groups.pop()
+            raise
 
     @property
     def _num_params(self) -> int:
