@@ -123,3 +123,32 @@ def cosine_similarity(a: Tensor | Iterable[Tensor], b: Tensor | Iterable[Tensor]
     norm_a = torch.stack([n.to(device, dtype) for n in _norms([x.detach() for x in xs])]).norm()
     norm_b = torch.stack([n.to(device, dtype) for n in _norms([y.detach() for y in ys])]).norm()
     return dot / (norm_a * norm_b).clamp_min(eps)
+
+
+def minibatch_gradient_moments(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
+                               loss_fn=None) -> dict[str, tuple[Tensor, Tensor]]:
+    """``{name: (mean, variance)}`` per coordinate of the loss gradient over minibatches, in float64.
+
+    One gradient ``grad loss_fn(model(x), y)`` per ``(x, y)`` of ``batches`` (at least two), at
+    the current weights and in the model's current mode, by ``torch.autograd.grad`` (``.grad``
+    is untouched); trainable parameters only. ``variance`` is the unbiased sample variance over
+    the batches (Welford's update). ``loss_fn`` defaults to cross-entropy.
+    """
+    import torch.nn.functional as F
+
+    loss_fn = F.cross_entropy if loss_fn is None else loss_fn
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    device = named[0][1].device if named else torch.device("cpu")
+    means = [torch.zeros_like(p, dtype=torch.float64) for _, p in named]
+    m2 = [torch.zeros_like(p, dtype=torch.float64) for _, p in named]
+    count = 0
+    for x, y in batches:
+        grads = torch.autograd.grad(loss_fn(model(x.to(device)), y.to(device)), [p for _, p in named])
+        count += 1
+        for mean, acc, g in zip(means, m2, grads, strict=True):
+            delta = g.double() - mean
+            mean.add_(delta / count)
+            acc.addcmul_(delta, g.double() - mean)
+    if count < 2:
+        raise ValueError(f"batches must hold at least 2 batches to estimate a variance, got {count}")
+    return {n: (mean, acc / (count - 1)) for (n, _), mean, acc in zip(named, means, m2, strict=True)}

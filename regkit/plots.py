@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -59,3 +61,86 @@ def plot_history(history: History | Mapping[str, History], metrics: str | Sequen
         if len(runs) > 1:
             panel.legend()
     return fig, axes
+
+
+def _grid_key(values, digits: int):
+    """Coordinates rounded to ``digits`` significant digits (``0.1 * 3`` and ``0.3`` share a cell)."""
+    return values.map(lambda v: float(f"{v:.{digits}g}"))
+
+
+def heatmap(data: pd.DataFrame, x: str, y: str, value: str, *, best: str | None = "min", fmt: str = ".1f",
+            cmap: str = "viridis_r", vmin: float | None = None, vmax: float | None = None, digits: int = 3,
+            colorbar: bool = True, ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """Heatmap of ``data[value]`` over the grid of ``data[x]`` (columns) and ``data[y]`` (rows, increasing upwards).
+
+    ``data`` is long-form, one row per cell (e.g. one per run of a sweep). Coordinates are matched
+    after rounding to ``digits`` significant digits, so values computed in different ways (a
+    product ``lr * wd``) land in one cell; grid points with no row are left blank (a sheared
+    grid). Each cell shows its value (``fmt``); ``best`` ("min", "max" or None) outlines the best
+    cell. Columns and rows are labelled with the rounded coordinates. Returns ``(figure, axes)``.
+    """
+    missing = [c for c in (x, y, value) if c not in data.columns]
+    if missing:
+        raise ValueError(f"heatmap: no column {missing[0]!r} in data; columns: {', '.join(map(str, data.columns))}")
+    if best not in ("min", "max", None):
+        raise ValueError(f"best must be 'min', 'max' or None, got {best!r}")
+    cells = pd.DataFrame({"x": _grid_key(data[x], digits), "y": _grid_key(data[y], digits), "v": data[value]})
+    duplicated = cells.duplicated(["x", "y"])
+    if duplicated.any():
+        row = cells[duplicated].iloc[0]
+        raise ValueError(f"heatmap: several rows for {x}={row.x:g}, {y}={row.y:g}; aggregate them first")
+    grid = cells.pivot(index="y", columns="x", values="v").sort_index().sort_index(axis=1)
+    values = grid.to_numpy(dtype=float)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(0.75 * values.shape[1] + 2.2, 0.55 * values.shape[0] + 1.4),
+                               layout="constrained")
+    else:
+        fig = ax.figure
+    colormap = plt.get_cmap(cmap).with_extremes(bad="white")
+    image = ax.imshow(np.ma.masked_invalid(values), origin="lower", aspect="auto", cmap=colormap, vmin=vmin, vmax=vmax)
+    for (i, j), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            r, g, b, _ = colormap(image.norm(v))
+            ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=8,
+                    color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
+    if best is not None and np.isfinite(values).any():
+        i, j = np.unravel_index(np.nanargmin(values) if best == "min" else np.nanargmax(values), values.shape)
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2.5, color="C3"))
+    ax.set_xticks(range(values.shape[1]), [f"{v:g}" for v in grid.columns], rotation=45)
+    ax.set_yticks(range(values.shape[0]), [f"{v:g}" for v in grid.index])
+    ax.set(xlabel=x, ylabel=y)
+    ax.grid(False)
+    if colorbar:
+        fig.colorbar(image, ax=ax, label=value)
+    return fig, ax
+
+
+def mean_lines(data: pd.DataFrame, x: str, y: str, *, std: str | None = None, hue: str | None = None,
+               logx: bool | None = None, ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """``data[y]`` against ``data[x]``, one line per value of ``data[hue]``, with a ``± data[std]`` band.
+
+    ``data`` is long-form, one row per point (e.g. a sweep's mean and std over seeds). Points are
+    sorted by ``x``; a NaN std draws no band. ``logx=None``: a log axis when ``x`` is positive and
+    spans a factor of 10 or more. Returns ``(figure, axes)``.
+    """
+    missing = [c for c in (x, y, std, hue) if c is not None and c not in data.columns]
+    if missing:
+        raise ValueError(f"mean_lines: no column {missing[0]!r} in data; columns: {', '.join(map(str, data.columns))}")
+    if ax is None:
+        fig, ax = plt.subplots(layout="constrained")
+    else:
+        fig = ax.figure
+    groups = [(None, data)] if hue is None else list(data.groupby(hue, sort=False))
+    colors = sns.color_palette(PALETTE, len(groups))
+    for (label, group), color in zip(groups, colors, strict=True):
+        group = group.sort_values(x)
+        ax.plot(group[x], group[y], marker="o", color=color, label=None if hue is None else f"{hue}={label}")
+        if std is not None:
+            ax.fill_between(group[x], group[y] - group[std], group[y] + group[std], color=color, alpha=0.2, lw=0)
+    if logx is None:
+        values = pd.to_numeric(data[x], errors="coerce")
+        logx = bool(values.notna().all() and (values > 0).all() and values.max() >= 10 * values.min())
+    ax.set(xlabel=x, ylabel=y, xscale="log" if logx else "linear")
+    if hue is not None:
+        ax.legend()
+    return fig, ax

@@ -31,10 +31,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
+from tqdm.std import tqdm as text_tqdm
 
 from regkit.device import default_device, resolve_device  # noqa: F401  (re-exported: part of regkit.train's API)
+from regkit.distributed import (
+    all_reduce_sum,
+    average_gradients,
+    broadcast_buffers,
+    is_distributed,
+    is_main_process,
+    rank_device,
+    world_size,
+)
+from regkit.headless import is_headless
 from regkit.history import History
 from regkit.metrics import grad_norm, weight_norms
 
@@ -131,12 +143,16 @@ def _model_device(model: nn.Module) -> torch.device:
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable = F.cross_entropy, *,
              device: str | torch.device | None = None, autocast_dtype: torch.dtype | None = None,
-             channels_last: bool = False) -> dict[str, float]:
+             channels_last: bool = False, across_ranks: bool | None = None) -> dict[str, float]:
     """``{"loss": ..., "acc": ...}`` over a whole loader, in ``model.eval()`` mode (restored after).
 
     ``loss_fn(out, y)`` returns the batch mean; the result is the mean over samples. ``acc`` is
     the argmax accuracy, present when ``out`` has shape ``y.shape + (C,)`` and ``y`` holds class
-    indices. ``device`` defaults to the model's.
+    indices. ``device`` defaults to the model's. ``across_ranks`` (default: when torch.distributed
+    is initialized; every rank must then call ``evaluate``) sums loss, hits and counts over the
+    ranks: the mean over the union of the ranks' samples (with a sharded loader, the whole split;
+    with the same unsharded loader on every rank, the same numbers as one rank). Empty batches
+    (a rank's slice of a short last batch) are skipped.
     """
     device = _model_device(model) if device is None else resolve_device(device)
     was_training = model.training
@@ -147,6 +163,8 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable = F.cross_ent
     try:
         for batch in loader:
             x, y = _batch_to(batch, device, channels_last, "loader")
+            if y.shape[0] == 0:
+                continue
             with _autocast(device, autocast_dtype):
                 out = model(x)
                 loss = loss_fn(out, y)
@@ -158,11 +176,16 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable = F.cross_ent
                 labels += y.numel()
     finally:
         model.train(was_training)
+    totals = torch.stack([loss_sum.double(), correct.double(), loss_sum.new_tensor(samples, dtype=torch.float64),
+                          loss_sum.new_tensor(labels, dtype=torch.float64)])
+    if is_distributed() if across_ranks is None else across_ranks:
+        all_reduce_sum(totals)
+    loss_total, correct_total, samples, labels = totals.tolist()
     if samples == 0:
         raise ValueError("loader yielded no batches")
-    result = {"loss": loss_sum.item() / samples}
+    result = {"loss": loss_total / samples}
     if labels:
-        result["acc"] = correct.item() / labels
+        result["acc"] = correct_total / labels
     return result
 
 
@@ -239,9 +262,13 @@ def effective_step_hook(model: nn.Module, names: Iterable[str] | Callable | None
 # --- the loop -------------------------------------------------------------------------------------------
 
 class _RunningMetrics:
-    """Training loss and correct predictions summed on the device since the last log (no host sync)."""
+    """Training loss and correct predictions summed on the device since the last log (no host sync).
 
-    def __init__(self, device: torch.device):
+    ``across_ranks``: each rank sums its own slice's mean loss; ``flush`` averages over the ranks.
+    """
+
+    def __init__(self, device: torch.device, across_ranks: bool = False):
+        self.across_ranks = across_ranks
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device, dtype=torch.int64)
         self.steps = 0
@@ -256,11 +283,16 @@ class _RunningMetrics:
             self.labels += y.numel()
 
     def flush(self) -> dict[str, float]:
-        """Means since the last flush (one host synchronisation), then reset."""
-        loss_sum, correct = torch.stack([self.loss_sum, self.correct.float()]).tolist()
-        values = {"train_loss": loss_sum / self.steps}
-        if self.labels:
-            values["train_acc"] = correct / self.labels
+        """Means since the last flush (one host synchronisation; one all-reduce across ranks), then reset."""
+        totals = torch.stack([self.loss_sum, self.correct.float(), self.loss_sum.new_tensor(float(self.labels))])
+        ranks = 1
+        if self.across_ranks:
+            all_reduce_sum(totals)
+            ranks = world_size()
+        loss_sum, correct, labels = totals.tolist()
+        values = {"train_loss": loss_sum / (self.steps * ranks)}
+        if labels:
+            values["train_acc"] = correct / labels
         self.loss_sum.zero_()
         self.correct.zero_()
         self.steps = self.labels = 0
@@ -297,10 +329,13 @@ class _BatchStream:
 
 def _closure(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, loss_fn: Callable,
              grad_fn: GradFn | None, device: torch.device, autocast_dtype: torch.dtype | None,
-             running: _RunningMetrics) -> Callable[[], Tensor]:
+             running: _RunningMetrics, forward: nn.Module | None = None) -> Callable[[], Tensor]:
     """The step's closure: zero-grad, loss and gradients into ``.grad``, return the loss.
 
     Only the first call is added to the running metrics (a two-pass optimizer calls it twice).
+    ``forward``: the DDP wrapper of ``model`` under torch.distributed (its backward averages the
+    gradients over the ranks); ``grad_fn`` gets the plain model and the gradients it leaves are
+    averaged explicitly.
     """
     logged = False
 
@@ -310,14 +345,17 @@ def _closure(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: T
         out = None
         with _autocast(device, autocast_dtype):
             if grad_fn is None:
-                out = model(x)
+                out = (forward or model)(x)
                 loss = loss_fn(out, y)
             else:
                 loss = grad_fn(model, x, y)
         if grad_fn is None:
             loss.backward()
-        elif isinstance(loss, tuple):
-            loss, out = loss
+        else:
+            if forward is not None:
+                average_gradients(model.parameters())
+            if isinstance(loss, tuple):
+                loss, out = loss
         if not isinstance(loss, Tensor):
             raise TypeError(f"grad_fn must return the loss tensor or (loss, logits), got {type(loss).__name__}")
         if not logged:
@@ -456,9 +494,18 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
     ``autocast_dtype=torch.bfloat16`` runs forward passes (and ``grad_fn``) under autocast;
     ``channels_last`` converts the model and 4-D inputs. ``meta``: JSON-serialisable facts
     (e.g. ``{"dataset": ds.name}``) stored in ``History.meta`` beside the device and timings.
-    ``progress``: a ``tqdm.auto`` bar (a widget in notebooks) and a final one-line summary.
+    ``progress``: a ``tqdm.auto`` bar (a widget in notebooks; text when ``regkit.headless``) and a final
+    one-line summary.
     ``History.meta`` also holds ``train_time_s`` and ``eval_time_s`` (evaluation, hooks and
     checkpoints), summed over resumed runs, ``time_per_step_s`` and this call's ``wall_time_s``.
+
+    Under torch.distributed (e.g. torchrun, see :mod:`regkit.distributed`) the model is wrapped
+    in ``DistributedDataParallel`` (or given wrapped): each rank trains on its slice of the global
+    batch (``DeviceLoader(..., rank=r, world_size=W)``) and DDP averages the gradients, so the
+    parameters follow the single-process run with the same global batch (BatchNorm layers then
+    normalize per rank, unless converted to ``SyncBatchNorm``). Logged training metrics and
+    evaluations are reduced over the ranks, every rank returns the same History, and only rank 0
+    shows progress, prints and writes the checkpoint. ``device=None`` picks ``cuda:LOCAL_RANK``.
     """
     length = _loader_len(train_loader)
     if (steps is None) == (epochs is None):
@@ -495,13 +542,21 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
         json.dumps(dict(meta or {}))
     except TypeError as err:
         raise ValueError(f"meta must be JSON-serialisable: {err}") from None
-    device = resolve_device(device)
+    device = rank_device(device)
+    data_parallel = is_distributed()
+    main_process = is_main_process()
+    wrapped = model if isinstance(model, DistributedDataParallel) else None
+    model = model.module if wrapped is not None else model
+    if data_parallel and getattr(train_loader, "world_size", None) == 1 and world_size() > 1:
+        warnings.warn(f"train_loader is not sharded: each of the {world_size()} ranks trains on the same batches; "
+                      "give it rank=regkit.distributed.rank(), world_size=regkit.distributed.world_size()",
+                      stacklevel=2)
 
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     model.train()
-    running = _RunningMetrics(device)
+    running = _RunningMetrics(device, across_ranks=data_parallel)
     history = History(meta={"model": type(model).__name__, "optimizer": type(optimizer).__name__,
                             "params": sum(p.numel() for p in model.parameters()),
                             "train_time_s": 0.0, "eval_time_s": 0.0, **(meta or {})})
@@ -520,16 +575,25 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
         _set_rng_state(state["rng"])
     elif seed is not None:
         seed_everything(seed)
-    history.meta.update(device=str(device), steps=total, autocast=str(autocast_dtype) if autocast_dtype else None)
+    history.meta.update(device=str(device), steps=total, autocast=str(autocast_dtype) if autocast_dtype else None,
+                        world_size=world_size())
+    forward = None
+    if data_parallel:  # after a resume, so that DDP starts from (and broadcasts) the restored weights
+        device_ids = [device.index] if device.type == "cuda" else None
+        forward = wrapped if wrapped is not None else DistributedDataParallel(model, device_ids=device_ids)
 
     stream = _BatchStream(train_loader)
     postfix: dict[str, float] = {}
-    bar = tqdm(total=total, initial=start, desc=desc, disable=not progress, unit="step", dynamic_ncols=True)
+    # Headless (the course runner): a text bar updated every few seconds, no widget comms.
+    bar_kind, bar_interval = (text_tqdm, 5.0) if is_headless() else (tqdm, 0.1)
+    bar = bar_kind(total=total, initial=start, desc=desc, disable=not (progress and main_process), unit="step",
+                   dynamic_ncols=True, mininterval=bar_interval)
     wall_start = tick = time.perf_counter()
     try:
         for step in range(start + 1, total + 1):
             x, y = _batch_to(stream.next(), device, channels_last, "train_loader")
-            optimizer.step(_closure(model, optimizer, x, y, loss_fn, grad_fn, device, autocast_dtype, running))
+            optimizer.step(_closure(model, optimizer, x, y, loss_fn, grad_fn, device, autocast_dtype, running,
+                                    forward))
             lr = optimizer.param_groups[0].get("lr")
             if scheduler is not None:
                 scheduler.step()
@@ -546,8 +610,10 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
                 if "train_acc" in values:
                     postfix["acc"] = values["train_acc"]
                 bar.set_postfix(postfix, refresh=False)
-                if not math.isfinite(values["train_loss"]):
-                    warnings.warn(f"training loss is {values['train_loss']} at step {step}: stopping", stacklevel=2)
+                if not math.isfinite(values["train_loss"]):  # the same on every rank: all stop
+                    if main_process:
+                        warnings.warn(f"training loss is {values['train_loss']} at step {step}: stopping",
+                                      stacklevel=2)
                     history.meta["stopped_at"] = step
                     break
 
@@ -560,15 +626,17 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
                 history.meta["train_time_s"] += now - tick
                 tick = now
             if is_eval:
+                if data_parallel:  # rank 0's BatchNorm statistics, so that every rank evaluates one model
+                    broadcast_buffers(model)
                 for name, loader in eval_loaders.items():
                     result = evaluate(model, loader, loss_fn, device=device, autocast_dtype=autocast_dtype,
-                                      channels_last=channels_last)
+                                      channels_last=channels_last, across_ranks=data_parallel)
                     history.log(step, **{f"{name}_{k}": v for k, v in result.items()})
                     postfix[name] = result.get("acc", result["loss"])
                 for hook in hooks:
                     history.log(step, **{k: float(v) for k, v in hook(step, model, optimizer).items()})
                 bar.set_postfix(postfix, refresh=False)
-            if save:
+            if save and main_process:
                 _save_atomically({
                     "version": CHECKPOINT_VERSION, "step": step, **_training_state(
                         model, optimizer, scheduler, train_loader, eval_loaders),
@@ -585,7 +653,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
     history.meta["wall_time_s"] = time.perf_counter() - wall_start
     done = history.rows[-1]["step"] if history.rows else 0
     history.meta["time_per_step_s"] = history.meta["train_time_s"] / done if done else None
-    if progress:
+    if progress and main_process:
         print(_summary(history, desc))
     return history
 

@@ -74,3 +74,49 @@ class Rosenbrock(nn.Module):
     def loss(self, step: int = 0):
         x, y = self.w
         return (1 - x) ** 2 + 100 * (y - x**2) ** 2
+
+
+class ScaleInvariantNet(nn.Module):
+    """The three cases of AdamP/SGDP's scale-invariance test, each met by one weight.
+
+    ``conv`` feeds BatchNorm (train mode): every output channel is scale-invariant, so the
+    channel view projects. ``lin`` (no bias) feeds LayerNorm: only the whole matrix is
+    scale-invariant, so the layer view projects. ``head`` is a plain Linear: no projection.
+    ``conv_memory_format=torch.channels_last`` stores the conv weight channels_last.
+    """
+
+    def __init__(self, dtype=torch.float64, conv_memory_format=torch.contiguous_format):
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv = nn.Conv2d(3, 6, 3, bias=False, dtype=dtype)
+        self.bn = nn.BatchNorm2d(6, dtype=dtype)
+        self.lin = nn.Linear(6 * 4 * 4, 10, bias=False, dtype=dtype)
+        self.ln = nn.LayerNorm(10, dtype=dtype)
+        self.head = nn.Linear(10, 3, dtype=dtype)
+        self.conv.weight.data = self.conv.weight.data.contiguous(memory_format=conv_memory_format)
+
+    def forward(self, x):
+        h = torch.relu(self.bn(self.conv(x))).flatten(1)
+        return self.head(torch.tanh(self.ln(self.lin(h))))
+
+    def loss(self, step: int):
+        g = torch.Generator().manual_seed(step)
+        x = torch.randn(8, 3, 6, 6, generator=g, dtype=torch.float64).to(self.head.weight)
+        y = torch.randint(0, 3, (8,), generator=g)
+        return nn.functional.cross_entropy(self(x), y)
+
+
+class ConvTransposeBN(nn.Module):
+    """ConvTranspose2d (weight ``(in, out, kH, kW)``, no bias) -> BatchNorm: each slice ``w[:, o]`` is scale-invariant."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(4)
+        self.up = nn.ConvTranspose2d(4, 5, 3, bias=False, dtype=torch.float64)
+        self.bn = nn.BatchNorm2d(5, dtype=torch.float64)
+
+    def loss(self, step: int):
+        g = torch.Generator().manual_seed(step)
+        x = torch.randn(6, 4, 3, 3, generator=g, dtype=torch.float64)
+        target = torch.randn(6, 5, 5, 5, generator=g, dtype=torch.float64)
+        return (torch.tanh(self.bn(self.up(x))) - target).square().mean()

@@ -210,3 +210,11 @@ def test_invalid_arguments_raise():
         NGD(params, lr=0.1).set_magnitude(1.0)
     with pytest.raises(RuntimeError, match="conflicts with the schedule"):
         Graft(params, lr=0.1, schedule=GraftingSchedule()).set_magnitude(1.0)
+
+
+@pytest.mark.parametrize("bad", [{"lr": -1.0}, {"eps": 0.0}, {"norm": "layer"}, {"foreach": "yes"}])
+def test_rejected_param_group_is_not_kept(bad):
+    opt = Graft([torch.nn.Parameter(torch.ones(2))], lr=0.1)
+    with pytest.raises(ValueError):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(3))], **bad})
+    assert len(opt.param_groups) == 1

@@ -368,3 +368,44 @@ def test_mismatched_batch_and_non_class_logits_raise():
     model = nn.Sequential(nn.Linear(4, C), nn.Flatten(0))
     with pytest.raises(ValueError, match=r"needs logits of shape \(batch, num_classes\)"):
         accumulate_microbatches(model.double(), lambda out, t: out.sum(), x, y, b, "avg_jacobian", 0.1, False)
+
+
+def test_auto_choice_on_cpu_follows_the_micro_batch_size_rule(monkeypatch):
+    """On the CPU, vectorized=None vmaps only while the probe's saved bytes stay within the limit."""
+    x, y = batch("bn")
+    monkeypatch.setattr(mb, "_free_memory", lambda device: 2**40)
+    saved, _ = mb._probe(bn_net(), x[:b])
+    monkeypatch.setattr(mb, "CPU_VMAP_MAX_SAVED_BYTES", saved)
+    assert accumulate_microbatches(bn_net(), F.cross_entropy, x, y, b, "gn", 0.1).vectorized
+    monkeypatch.setattr(mb, "CPU_VMAP_MAX_SAVED_BYTES", saved - 1)
+    assert not accumulate_microbatches(bn_net(), F.cross_entropy, x, y, b, "gn", 0.1).vectorized
+    assert accumulate_microbatches(bn_net(), F.cross_entropy, x, y, b, "gn", 0.1, vectorized=True).vectorized
+
+
+@pytest.mark.parametrize("vectorized", [False, True])
+def test_micro_batch_grad_norms_measure_without_side_effects(vectorized):
+    model = bn_net().eval()
+    x, y = batch("bn")
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 0.5)
+    before = [buf.clone() for buf in model.buffers()]
+    norms = mb.micro_batch_grad_norms(model, F.cross_entropy, x, y, b, vectorized=vectorized)
+
+    reference = bn_net().train()  # same weights: the norms of a training-mode accumulation
+    want = accumulate_microbatches(reference, F.cross_entropy, x, y, b).grad_norm
+    torch.testing.assert_close(norms, want, rtol=1e-10, atol=0)
+    assert not model.training
+    assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) for p in model.parameters())
+    assert all(torch.equal(got, saved) for got, saved in zip(model.buffers(), before, strict=True))
+
+
+def test_micro_grad_norm_hook_logs_mean_norm_and_mean_square():
+    model = bn_net()
+    x, y = batch("bn")
+    with torch.no_grad():  # train() calls hooks outside autograd too; the hook must enable it
+        values = mb.micro_grad_norm_hook(x, y, b)(0, model, None)
+    norms = mb.micro_batch_grad_norms(model, F.cross_entropy, x, y, b)
+    assert values == pytest.approx({"micro_grad_norm": norms.mean().item(),
+                                    "micro_grad_norm_sq": norms.pow(2).mean().item()}, rel=1e-12)
+    with pytest.raises(ValueError, match="micro_batch_size=3 must divide the batch size 8"):
+        mb.micro_grad_norm_hook(x, y, 3)

@@ -2,7 +2,7 @@
 
 Notebooks are found at collection time, so a new ``notebooks/NN_topic.ipynb`` gets its tests
 automatically (with none yet, the parametrized tests are reported as skipped, not as errors).
-The structural checks also cover the runner's fixture notebooks in ``tests/notebooks``.
+The structural checks also cover the fixture notebooks in ``tests/notebooks`` (and its subfolders).
 Executed copies go to ``runs/test/`` (git-ignored) for inspection after a failure.
 """
 
@@ -18,7 +18,7 @@ from regkit.course.runner import NOTEBOOKS_DIR, RUNS_DIR, load_manifest, run_cou
 
 FIXTURES = Path(__file__).parent / "notebooks"
 COURSE = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
-ALL = COURSE + sorted(FIXTURES.glob("*.ipynb"))
+ALL = COURSE + sorted(FIXTURES.rglob("*.ipynb"))
 
 
 def ids(path: Path) -> str:

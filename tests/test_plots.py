@@ -3,11 +3,13 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from regkit.history import History  # noqa: E402
-from regkit.plots import plot_history, use_theme  # noqa: E402
+from regkit.plots import mean_lines, plot_history, use_theme  # noqa: E402
 
 
 def history(scale):
@@ -47,3 +49,19 @@ def test_plot_history_draws_into_given_axes_and_rejects_unknown_metrics():
     with pytest.raises(ValueError, match=r"one Axes per metric \(2\), got 1"):
         plot_history(history(1.0), ax=ax)
     plt.close(fig)
+
+
+def test_mean_lines_draw_one_sorted_line_per_hue_with_a_std_band():
+    table = pd.DataFrame({"lr": [1e-2, 1e-4, 1e-3] * 2, "wd": [0.0] * 3 + [0.1] * 3,
+                          "mean": [3.0, 1.0, 2.0, 6.0, 4.0, 5.0], "std": [0.1, 0.1, 0.1, 0.2, np.nan, 0.2]})
+    fig, ax = mean_lines(table, "lr", "mean", std="std", hue="wd")
+    assert [line.get_label() for line in ax.get_lines()] == ["wd=0.0", "wd=0.1"]
+    for line, expected in zip(ax.get_lines(), ([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]), strict=True):
+        assert list(line.get_xdata()) == [1e-4, 1e-3, 1e-2] and list(line.get_ydata()) == expected
+    assert len(ax.collections) == 2 and ax.get_xscale() == "log"  # lr spans 100x: log axis chosen
+    plt.close(fig)
+    fig, ax = mean_lines(table[table.wd == 0], "wd", "mean")
+    assert ax.get_xscale() == "linear" and ax.get_legend() is None and not ax.collections
+    plt.close(fig)
+    with pytest.raises(ValueError, match="mean_lines: no column 'acc' in data; columns: lr, wd, mean, std"):
+        mean_lines(table, "lr", "acc")

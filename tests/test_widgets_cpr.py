@@ -3,8 +3,9 @@
 import matplotlib
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
-from regkit.widgets.cpr import TARGET, cpr_toy_run, cpr_widget
+from regkit.widgets.cpr import TARGET, cpr_toy_run, cpr_widget, draw, render_png
 
 matplotlib.use("Agg")
 
@@ -24,16 +25,30 @@ def test_a_small_kappa_update_reacts_late_and_overshoots():
     assert slow["R"].max() > 1.3 and fast["R"].max() < 1.1
 
 
-def test_sliders_change_the_figure():
+def test_drawing_shows_the_computed_run():
+    run = cpr_toy_run(1.0, 1.0, steps=100)
+    figure = Figure()
+    axes = figure.subplots(1, 3)
+    draw(axes, run, 1.0)
+    np.testing.assert_array_equal(axes[0].lines[0].get_ydata(), run["R"])
+    np.testing.assert_array_equal(axes[1].lines[0].get_ydata(), run["lambda"])
+    assert axes[0].lines[1].get_ydata()[0] == 1.0  # the bound
+
+
+def test_sliders_redraw_what_they_say():
     box = cpr_widget(kappa=1.0, kappa_update=1.0, steps=150)
-    r_axis = box.figure.axes[0]
-    before = r_axis.lines[0].get_ydata().copy()
-    box.sliders["kappa"].value = 2.0
-    after_kappa = r_axis.lines[0].get_ydata().copy()
-    assert not np.allclose(before, after_kappa) and r_axis.lines[1].get_ydata()[0] == pytest.approx(2.0)
-    lam_before = box.figure.axes[1].lines[0].get_ydata().copy()
-    box.sliders["kappa_update"].value = 0.1
-    assert not np.allclose(lam_before, box.figure.axes[1].lines[0].get_ydata())
+    image = box.children[-1]
+    first = image.value
+    run, kappa = box.drawn
+    assert first[:8] == b"\x89PNG\r\n\x1a\n" and first == render_png(run, kappa) and kappa == 1.0
+    box.controls["kappa"].value = 2.0
+    run, kappa = box.drawn
+    assert image.value != first and kappa == pytest.approx(2.0)
+    np.testing.assert_array_equal(run["R"], cpr_toy_run(kappa, 1.0, 150)["R"])
+    before = run["lambda"]
+    box.controls["kappa_update"].value = 0.1
+    run, _ = box.drawn
+    assert not np.allclose(before, run["lambda"]) and image.value == render_png(run, kappa)
 
 
 @pytest.mark.parametrize(

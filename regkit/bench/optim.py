@@ -3,15 +3,17 @@
 One row per method; its candidates (implementations) step the same parameters and gradients,
 interleaved in one run (the order rotates every repetition), after a warm-up. Reported:
 median and interquartile range of the step time, and the median's ratio to the row's first
-candidate (the reference, torch.optim foreach). Each candidate keeps its own optimizer
-state. On CUDA the clock is read between ``torch.cuda.synchronize()`` calls.
+candidate (the reference: torch.optim foreach; for AdamP and SGDP the regkit AdamW/SGD they
+extend, so the ratio is the cost of the projection, with the official ``adamp`` package beside
+them when it is installed). Each candidate keeps its own optimizer state. On CUDA the clock is read between ``torch.cuda.synchronize()`` calls.
 
 Later methods add their rows (and external references such as ``adamp`` or ``pytorch_cpr``)
 to ``CANDIDATES``: a ``Candidate(row, label, make)`` with ``make(params) -> Optimizer``.
 
 AdamCPR rows (one per measure, inflection-point bounds, the package default) regularize the
 tensors with ``ndim >= 2`` and time regkit next to torch's AdamW (foreach, fused) and
-``pytorch_cpr.AdamCPR`` 0.3.1 on both of its paths (``n/a`` when it is not installed).
+``pytorch_cpr.AdamCPR`` 0.3.1 on both of its paths (when it is installed). AdamAWD and
+AdamAdaDecay rows are referenced to torch's AdamW.
 """
 
 import argparse
@@ -27,6 +29,17 @@ import regkit.optim as ro
 from regkit.models import build_model
 from regkit.optim.measures import MEASURES
 
+try:  # the official AdamP/SGDP, a test-only dependency
+    import adamp
+except ImportError:
+    adamp = None
+try:  # AdamCPR's reference package, a test-only dependency
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # it calls torch APIs deprecated since
+        import pytorch_cpr
+except ImportError:
+    pytorch_cpr = None
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -38,6 +51,10 @@ class Candidate:
 SGD_KW = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
 ADAM_KW = dict(lr=1e-3, weight_decay=1e-4)
 ADAMW_KW = dict(lr=1e-3, weight_decay=0.05)
+ADAMP_KW = dict(lr=1e-3, weight_decay=0.05)  # delta 0.1, wd_ratio 0.1: the defaults of both packages
+SGDP_KW = dict(lr=0.1, momentum=0.9, weight_decay=1e-5, nesterov=True)
+# the SGD that SGDP extends: decoupled decay, divided by 1 - momentum as SGDP does
+SGD_OF_SGDP_KW = SGDP_KW | dict(weight_decay=1e-5 / (1 - 0.9), decoupled_weight_decay=True)
 
 CANDIDATES = [
     Candidate("SGD momentum", "torch foreach", lambda ps: torch.optim.SGD(ps, **SGD_KW, foreach=True)),
@@ -55,6 +72,15 @@ CANDIDATES = [
     Candidate("AdamW", "regkit foreach", lambda ps: ro.AdamW(ps, **ADAMW_KW, foreach=True)),
     Candidate("AdamW", "torch for-loop", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, foreach=False)),
     Candidate("AdamW", "regkit for-loop", lambda ps: ro.AdamW(ps, **ADAMW_KW, foreach=False)),
+    # AdamP/SGDP: the reference is the regkit optimizer they extend (the cost of the projection)
+    Candidate("AdamP", "regkit AdamW foreach", lambda ps: ro.AdamW(ps, **ADAMP_KW, foreach=True)),
+    Candidate("AdamP", "regkit foreach", lambda ps: ro.AdamP(ps, **ADAMP_KW, foreach=True)),
+    Candidate("AdamP", "regkit for-loop", lambda ps: ro.AdamP(ps, **ADAMP_KW, foreach=False)),
+    *([Candidate("AdamP", "adamp 0.3.0", lambda ps: adamp.AdamP(ps, **ADAMP_KW))] if adamp else []),
+    Candidate("SGDP", "regkit SGD foreach", lambda ps: ro.SGD(ps, **SGD_OF_SGDP_KW, foreach=True)),
+    Candidate("SGDP", "regkit foreach", lambda ps: ro.SGDP(ps, **SGDP_KW, foreach=True)),
+    Candidate("SGDP", "regkit for-loop", lambda ps: ro.SGDP(ps, **SGDP_KW, foreach=False)),
+    *([Candidate("SGDP", "adamp 0.3.0", lambda ps: adamp.SGDP(ps, **SGDP_KW))] if adamp else []),
 ]
 
 
@@ -66,14 +92,6 @@ def cpr_groups(params: list[torch.nn.Parameter]) -> list[dict]:
     ]
 
 
-def pytorch_cpr(params, **kwargs) -> torch.optim.Optimizer:
-    try:
-        import pytorch_cpr
-    except ImportError as error:
-        raise RuntimeError("pytorch_cpr is not installed (pip install pytorch-cpr==0.3.1)") from error
-    return pytorch_cpr.AdamCPR(cpr_groups(params), **kwargs)
-
-
 def _cpr_candidates(measure: str) -> list[Candidate]:
     row, kw = f"AdamCPR {measure}", dict(lr=1e-3, reg_function=measure)  # inflection-point bounds (default)
     return [
@@ -81,8 +99,11 @@ def _cpr_candidates(measure: str) -> list[Candidate]:
         Candidate(row, "torch AdamW fused", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, fused=True)),
         Candidate(row, "regkit foreach", lambda ps: ro.AdamCPR(cpr_groups(ps), **kw, foreach=True)),
         Candidate(row, "regkit for-loop", lambda ps: ro.AdamCPR(cpr_groups(ps), **kw, foreach=False)),
-        Candidate(row, "pytorch_cpr foreach", lambda ps: pytorch_cpr(ps, **kw, foreach=True)),
-        Candidate(row, "pytorch_cpr for-loop", lambda ps: pytorch_cpr(ps, **kw, foreach=False)),
+        *[
+            Candidate(row, f"pytorch_cpr {path}", lambda ps, f=f: pytorch_cpr.AdamCPR(cpr_groups(ps), **kw, foreach=f))
+            for path, f in (("foreach", True), ("for-loop", False))
+            if pytorch_cpr
+        ],
     ]
 
 

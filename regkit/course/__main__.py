@@ -1,4 +1,4 @@
-"""``python -m regkit.course {run,list}``: run the course's notebooks, or list them with their parameters."""
+"""``python -m regkit.course {run,sweep,list}``: run the course's notebooks, sweep one over a grid, list them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from regkit.course.notebook import CourseError, discover, select
 from regkit.course.profiles import PROFILES
 from regkit.course.runner import DEFAULT_CELL_TIMEOUT_S, NOTEBOOKS_DIR, RUNS_DIR, run_course
+from regkit.course.sweep import BACKENDS, SWEEPS_DIR, run_sweep
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,6 +31,31 @@ def parser() -> argparse.ArgumentParser:
                          f"{p} {t} s" for p, t in DEFAULT_CELL_TIMEOUT_S.items()) + ")")
     run.add_argument("--log-output", action="store_true", help="stream the notebooks' output to the log")
 
+    sweep = commands.add_parser(
+        "sweep", help="run one notebook over a parameter grid and seeds, in parallel; aggregate over seeds")
+    sweep.add_argument("notebook", metavar="NOTEBOOK", help="notebook number or name, or a path to a .ipynb file")
+    sweep.add_argument("--grid", nargs="+", action="extend", default=[], metavar="NAME=V1,V2",
+                       help="swept parameters, e.g. --grid lr=1e-3,3e-3 weight_decay=0,0.1 (all combinations)")
+    sweep.add_argument("--seeds", type=int, metavar="N", help="run every combination with seed = 0 .. N-1")
+    sweep.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                       help="a fixed parameter of every run")
+    sweep.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)} (default quick)")
+    sweep.add_argument("--backend", default="local", choices=BACKENDS,
+                       help="local: a process pool on this machine; ray: Ray tasks (default local)")
+    sweep.add_argument("--workers", type=int, metavar="N",
+                       help="parallel runs (local default: half the CPUs; ray default: what the cluster's CPUs allow)")
+    sweep.add_argument("--threads", type=int, metavar="N",
+                       help="BLAS/OpenMP threads per run (local default: CPUs / workers; ray default 1, "
+                            "also the CPUs each Ray task reserves)")
+    sweep.add_argument("--address", metavar="ADDR",
+                       help="Ray cluster address (default: $RAY_ADDRESS, else a new local Ray instance)")
+    sweep.add_argument("--gpus-per-run", type=float, default=0.0, metavar="G", help="GPUs each Ray task reserves")
+    sweep.add_argument("--resume", action="store_true",
+                       help="run only what is missing or failed (same parameters and notebook content)")
+    sweep.add_argument("--out", metavar="DIR", help=f"output directory (default {SWEEPS_DIR}/<notebook>)")
+    sweep.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), metavar="DIR", help="notebook directory")
+    sweep.add_argument("--cell-timeout", type=float, metavar="SECONDS", help="per-cell limit, 0 for none")
+
     listing = commands.add_parser("list", help="show the notebooks and their parameters")
     listing.add_argument("--only", action="append", metavar="NB")
     listing.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), metavar="DIR")
@@ -48,12 +74,31 @@ def list_notebooks(notebooks_dir: str, only: list[str] | None) -> None:
             print(line + (f"  # {p.help}" if p.help else ""))
 
 
+def sweep_main(args: argparse.Namespace) -> int:
+    try:
+        result = run_sweep(
+            args.notebook, args.grid, args.seeds, profile=args.profile, params=dict(args.parameter),
+            workers=args.workers, threads=args.threads, backend=args.backend, address=args.address,
+            gpus_per_run=args.gpus_per_run, resume=args.resume, out_dir=args.out, notebooks_dir=args.notebooks,
+            cell_timeout=args.cell_timeout,
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished runs are kept; continue with the same command and --resume", file=sys.stderr)
+        return 130
+    counts = {s: sum(o.status == s for o in result.outcomes) for s in ("ok", "failed", "skipped")}
+    print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped; summary: "
+          + ", ".join(str(p) for p in result.files[1:]))
+    return 1 if result.failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "list":
             list_notebooks(args.notebooks, args.only)
             return 0
+        if args.command == "sweep":
+            return sweep_main(args)
         if args.log_output:
             logging.basicConfig(level=logging.INFO, format="%(message)s")
         run = run_course(

@@ -147,8 +147,11 @@ def discover(directory: str | Path) -> list[CourseNotebook]:
     return [CourseNotebook(p) for p in sorted(directory.glob("*.ipynb")) if NOTEBOOK_NAME.match(p.name)]
 
 
-def select(notebooks: list[CourseNotebook], only: list[str] | None) -> list[CourseNotebook]:
-    """The notebooks named by ``only`` (numbers "3"/"03", stems or file names; items may be comma lists)."""
+def select(notebooks: list[CourseNotebook], only: list[str] | None, what: str = "--only") -> list[CourseNotebook]:
+    """The notebooks named by ``only`` (numbers "3"/"03", stems or file names; items may be comma lists).
+
+    ``what`` names the argument in the error raised for an item that names no notebook.
+    """
     if not only:
         return list(notebooks)
     wanted = [item.strip() for entry in only for item in entry.split(",") if item.strip()]
@@ -160,7 +163,7 @@ def select(notebooks: list[CourseNotebook], only: list[str] | None) -> list[Cour
         ]
         if not matches:
             choices = ", ".join(nb.stem for nb in notebooks) or "(none found)"
-            raise CourseError(f"--only {item!r} names no notebook; the notebooks are: {choices}")
+            raise CourseError(f"{what} {item!r} names no notebook; the notebooks are: {choices}")
         chosen.update(matches)
     return [nb for nb in notebooks if nb in chosen]
 

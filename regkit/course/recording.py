@@ -55,18 +55,32 @@ def read_results(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
         return json.load(f)
 
 
-def write_json_atomically(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
+def write_atomically(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    Readers see the old file or the whole new one, never a half-written one (also when the
+    process is killed mid-write: only a hidden ``.NAME.*.tmp`` may be left behind).
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)  # insertion order: results appear in the order recorded
-            f.write("\n")
+        if isinstance(data, str):
+            with open(tmp, "x", encoding="utf-8") as f:
+                f.write(data)
+        else:
+            with open(tmp, "xb") as f:
+                f.write(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` with :func:`write_atomically` (never half-written)."""
+    # insertion order: results appear in the order recorded
+    write_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
 def _format(value: Any) -> str:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from regkit.course.recording import read_results
+from regkit.course.recording import read_results, write_atomically
 from regkit.references import REFERENCES
 
 QUICK_NOTE = (
@@ -109,7 +109,7 @@ def write_summary(out_dir: str | Path, manifest: dict[str, Any]) -> tuple[Path, 
     for heading, headers, rows in sections:
         md += [f"## {heading}", "", _md_table(headers, rows), ""]
     md_path = out_dir / "summary.md"
-    md_path.write_text("\n".join(md), encoding="utf-8")
+    write_atomically(md_path, "\n".join(md))
 
     style = (
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
@@ -124,5 +124,5 @@ def write_summary(out_dir: str | Path, manifest: dict[str, Any]) -> tuple[Path, 
         f"<style>{style}</style></head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
     )
     html_path = out_dir / "summary.html"
-    html_path.write_text(page, encoding="utf-8")
+    write_atomically(html_path, page)
     return md_path, html_path

@@ -10,7 +10,9 @@ user's parameters, executes it with the ``python3`` kernel in the repository roo
   duration, regkit git commit, torch version and device (``resume`` reads it),
 - ``summary.md`` / ``summary.html``: status and results next to the published reference numbers.
 
-A failing notebook does not stop the others; it is reported as
+Every file is written atomically: a notebook's executed copy and results are written as hidden
+``.NAME.partial.EXT`` files while it runs and moved into place when it ends, so an interrupted run
+leaves no half-written results. A failing notebook does not stop the others; it is reported as
 ``FAILED NN_topic.ipynb: cell 12 (In [9]) raised ValueError: ...`` (``cell`` indexes the source
 notebook's cells from 0, ``In [n]`` is the execution count shown in the executed copy).
 """
@@ -24,7 +26,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +35,7 @@ from typing import Any
 from regkit.course.notebook import CourseError, CourseNotebook, check_profile, discover, select
 from regkit.course.recording import RESULTS_FILE_ENV, read_results, write_json_atomically
 from regkit.course.report import write_summary
+from regkit.headless import HEADLESS_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -124,12 +127,18 @@ def environment(root: Path = REPO_ROOT) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def kernel_environment(results_file: Path, profile: str, root: Path) -> Iterator[None]:
-    """Set the variables the kernel inherits (results file, profile, PYTHONPATH with the repo root)."""
-    saved = {k: os.environ.get(k) for k in (RESULTS_FILE_ENV, PROFILE_ENV, "PYTHONPATH")}
+def kernel_environment(
+    results_file: Path, profile: str, root: Path, env: Mapping[str, str] | None = None
+) -> Iterator[None]:
+    """Set the variables the kernel inherits (results file, profile, headless mode, PYTHONPATH with the repo
+    root, ``env``)."""
+    env = dict(env or {})
+    saved = {k: os.environ.get(k) for k in (RESULTS_FILE_ENV, PROFILE_ENV, HEADLESS_ENV, "PYTHONPATH", *env)}
     os.environ[RESULTS_FILE_ENV] = str(results_file)
     os.environ[PROFILE_ENV] = profile
+    os.environ[HEADLESS_ENV] = "1"
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), saved["PYTHONPATH"]) if p)
+    os.environ.update(env)
     try:
         yield
     finally:
@@ -170,33 +179,52 @@ def describe_failure(
     return index, f"cell {index} (In [{error.exec_count}]) raised {what}", strip_color("\n".join(error.traceback))
 
 
+def partial_path(path: Path) -> Path:
+    """Where ``path`` is written while its notebook runs: ``.NAME.partial.EXT`` beside it."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
 def execute(
     nb: CourseNotebook, parameters: dict[str, Any], out_dir: Path, *, root: Path, cell_timeout: float | None,
-    log_output: bool, progress_bar: bool,
+    log_output: bool, progress_bar: bool, results_name: str | None = None, env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Execute one notebook; return its manifest entry (status ok or failed)."""
+    """Execute one notebook; return its manifest entry (status ok or failed).
+
+    Writes ``out_dir/NN_topic.ipynb`` (the executed notebook) and ``out_dir/<results_name>``
+    (default ``NN_topic.results.json``: what the notebook recorded). While the notebook runs,
+    papermill and ``record`` write hidden ``.NAME.partial.EXT`` files, moved into place once the
+    notebook finished or failed: an interrupted execution (Ctrl-C, a killed process) leaves no
+    results file, and the previous run's files are removed first. ``env``: extra variables
+    for the kernel (e.g. ``OMP_NUM_THREADS``).
+    """
     import papermill
 
-    executed, results_file = out_dir / nb.name, out_dir / f"{nb.stem}.results.json"
-    results_file.unlink(missing_ok=True)  # never report a previous run's numbers
+    executed = out_dir / nb.name
+    results_file = out_dir / (results_name or f"{nb.stem}.results.json")
+    writing = {path: partial_path(path) for path in (executed, results_file)}
+    for path in [*writing, *writing.values()]:
+        path.unlink(missing_ok=True)  # never report a previous run's numbers
     entry: dict[str, Any] = {
         "notebook": nb.name, "parameters": parameters, "notebook_hash": nb.content_hash(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     start = time.perf_counter()
     try:
-        with kernel_environment(results_file, parameters["profile"], root):
+        with kernel_environment(writing[results_file], parameters["profile"], root, env):
             papermill.execute_notebook(
-                str(nb.path), str(executed), parameters=parameters, kernel_name=KERNEL_NAME, cwd=str(root),
-                progress_bar=progress_bar, log_output=log_output,
+                str(nb.path), str(writing[executed]), parameters=parameters, kernel_name=KERNEL_NAME,
+                cwd=str(root), progress_bar=progress_bar, log_output=log_output,
                 execution_timeout=cell_timeout, interrupt_on_timeout=True,
             )
         entry.update(status="ok", failed_cell=None, error=None, traceback=None)
     except Exception as error:  # any failure of one notebook is reported; the others still run
         cell, message, traceback = describe_failure(error, nb, cell_timeout)
         entry.update(status="failed", failed_cell=cell, error=message, traceback=traceback)
+    for path, partial in writing.items():
+        if partial.exists():
+            os.replace(partial, path)
     entry["duration_s"] = round(time.perf_counter() - start, 2)
-    entry["executed"] = executed.name
+    entry["executed"] = executed.name if executed.exists() else None
     entry["results"] = results_file.name if results_file.exists() else None
     return entry
 
@@ -245,6 +273,8 @@ def run_course(
             continue
         shown = ", ".join(f"{k}={v!r}" for k, v in parameters[nb.stem].items())
         print(f"run  {nb.name} ({shown})", flush=True)
+        if manifest["notebooks"].pop(nb.stem, None) is not None:  # its files are about to be replaced
+            write_json_atomically(out_dir / "manifest.json", manifest)
         entry = execute(
             nb, parameters[nb.stem], out_dir, root=root, cell_timeout=cell_timeout or None,
             log_output=log_output, progress_bar=progress_bar,

@@ -37,19 +37,29 @@ class PaddedMirrors:
         flat = store.reshape(-1)
         self._rows = flat.as_strided((flat.numel() - width + 1, width), (1, 1))  # row k = flat[k : k + W]
 
-    def random_crops(self, index: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Randomly cropped, randomly flipped copies of the samples ``index`` (a device tensor)."""
-        batch, device = len(index), index.device
+    def random_offsets(
+        self, batch: int, generator: torch.Generator | None = None, device: torch.device | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(dy, dx, flip)`` for ``batch`` samples, each of shape ``(batch, 1, 1)``, drawn in this order."""
         span = 2 * self.padding + 1
         dy = torch.randint(0, span, (batch, 1, 1), generator=generator, device=device)
         dx = torch.randint(0, span, (batch, 1, 1), generator=generator, device=device)
         flip = torch.randint(0, 2, (batch, 1, 1), generator=generator, device=device)
+        return dy, dx, flip
+
+    def crops(self, index: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        """The windows at ``(dy, dx)`` of the samples ``index``, mirrored where ``flip`` is 1."""
+        batch, device = len(index), index.device
         image = index.view(-1, 1, 1) + self.n * flip
         channel = torch.arange(self.channels, device=device).view(1, -1, 1)
         row = dy + torch.arange(self.height, device=device).view(1, 1, -1)
         start = ((image * self.channels + channel) * self.padded_height + row) * self.padded_width + dx
         crops = self._rows.index_select(0, start.reshape(-1))
         return crops.view(batch, self.channels, self.height, self.width)
+
+    def random_crops(self, index: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Randomly cropped, randomly flipped copies of the samples ``index`` (a device tensor)."""
+        return self.crops(index, *self.random_offsets(len(index), generator, index.device))
 
 
 def random_crop_flip(

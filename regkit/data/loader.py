@@ -14,6 +14,12 @@ Randomness is stateless: the permutation of epoch ``e`` and the augmentation of 
 ``(seed, e, b)``. The loader's whole state is the position ``{"epoch": e, "batch": b}``
 of the next batch, so ``load_state_dict`` resumes exactly the batches an uninterrupted
 run would produce. No ``.item()`` or branch on tensor values: no host sync per batch.
+
+Data parallelism: with ``rank=r, world_size=W`` (e.g. under torchrun) ``batch_size`` is the
+global batch. Every rank draws the same permutation and the same augmentation for the whole
+global batch, and yields its contiguous slice ``[floor(r n / W), floor((r+1) n / W))`` of each
+batch of ``n`` samples; so every sample is loaded and augmented exactly as in a single process,
+whatever ``W``, and the ranks' slices of a batch are disjoint and cover it.
 """
 
 import hashlib
@@ -42,6 +48,9 @@ class DeviceLoader:
 
     ``drop_last=None`` drops the last partial batch when shuffling (training) and keeps it
     otherwise (evaluation). ``device=None``: CUDA if available, else MPS, else CPU.
+    ``rank``/``world_size``: this process's slice of every (global) batch, see the module
+    docstring; with ``drop_last`` the batch size must be a multiple of ``world_size``, so that
+    every rank's slice has the same size and DDP's gradient average is the global batch's mean.
     """
 
     def __init__(
@@ -57,6 +66,8 @@ class DeviceLoader:
         mean: tuple[float, ...] | None = None,
         std: tuple[float, ...] | None = None,
         channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         x, y = torch.as_tensor(x), torch.as_tensor(y)
         if len(x) != len(y) or len(x) == 0:
@@ -84,6 +95,18 @@ class DeviceLoader:
         self.shuffle, self.augment, self.seed = bool(shuffle), bool(augment), int(seed)
         self.drop_last = self.shuffle if drop_last is None else bool(drop_last)
         self.channels_last = channels_last
+        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+            raise ValueError(f"world_size must be a positive integer, got world_size={world_size!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be an integer in [0, world_size={world_size}), got rank={rank!r}")
+        if self.drop_last and self.batch_size % world_size:
+            capped = " (capped at the number of samples)" if batch_size > self.num_samples else ""
+            raise ValueError(
+                f"batch_size={self.batch_size}{capped} is the global batch and must be a multiple of "
+                f"world_size={world_size} when the last partial batch is dropped (training), so that every "
+                "rank gets an equal slice"
+            )
+        self.rank, self.world_size = rank, world_size
         if self.is_image:
             # (x * to_unit - mean) / std == x * scale + shift
             to_unit = 1 / 255 if x.dtype == torch.uint8 else 1.0
@@ -131,14 +154,17 @@ class DeviceLoader:
             order = torch.randperm(self.num_samples, generator=self._generator, device=self.device)
         for index in range(self._batch, len(self)):
             start = index * self.batch_size
-            stop = min(start + self.batch_size, self.num_samples)
-            take = torch.arange(start, stop, device=self.device) if order is None else order[start:stop]
+            n = min(self.batch_size, self.num_samples - start)
+            lo, hi = n * self.rank // self.world_size, n * (self.rank + 1) // self.world_size  # this rank's slice
+            take = torch.arange(start + lo, start + hi, device=self.device) if order is None \
+                else order[start + lo:start + hi]
             y = self.y.index_select(0, take)
             if self._mirrors is None:
                 x = self.x.index_select(0, take)
-            else:
+            else:  # offsets for the whole global batch, so a sample's crop does not depend on world_size
                 self._generator.manual_seed(stream_seed(self.seed, epoch, index))
-                x = self._mirrors.random_crops(take, self._generator)
+                offsets = self._mirrors.random_offsets(n, self._generator, self.device)
+                x = self._mirrors.crops(take, *(o[lo:hi] for o in offsets))
             if self.is_image:
                 x = self._normalize(x)
             self._batch = index + 1
@@ -156,5 +182,6 @@ class DeviceLoader:
         return (
             f"DeviceLoader({self.num_samples} samples, batch_size={self.batch_size}, batches={len(self)}, "
             f"shuffle={self.shuffle}, augment={self.augment}, drop_last={self.drop_last}, "
-            f"device={self.device}, epoch={self._epoch}, batch={self._batch})"
+            f"device={self.device}, epoch={self._epoch}, batch={self._batch}"
+            + (f", rank={self.rank}, world_size={self.world_size})" if self.world_size > 1 else ")")
         )

@@ -1,6 +1,7 @@
 """Step-side methods: torch.optim.Optimizer subclasses sharing the primitives in ``_functional``."""
 
 from regkit.optim.adam import Adam, AdamW
+from regkit.optim.adamp import SGDP, AdamP
 from regkit.optim.cpr import AdamCPR
 from regkit.optim.cpr_recorder import ConstraintRecorder
 from regkit.optim.decay import AdamAdaDecay, AdamAWD
@@ -13,6 +14,8 @@ __all__ = [
     "SGDW",
     "Adam",
     "AdamW",
+    "AdamP",
+    "SGDP",
     "AdamCPR",
     "ConstraintRecorder",
     "AdamAWD",

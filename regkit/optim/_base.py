@@ -5,6 +5,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from regkit.distributed import reject_sharded
+
 
 def step_counter() -> Tensor:
     """A fresh ``state["step"]``: a CPU float tensor, as torch.optim keeps it (float64 if that is the default dtype).
@@ -36,6 +38,8 @@ class FunctionalOptimizer(torch.optim.Optimizer):
 
     functional_update: Callable[..., None]
     fixed_hyperparameters: dict = {}  # e.g. AdamW: {"decoupled_weight_decay": True}, also after load_state_dict
+    # True for updates that use norms of whole tensors (AdamP, AdamCPR): sharded (FSDP/DTensor) params are refused
+    whole_tensor_norms: bool = False
 
     def check_hyperparameters(self, group: dict) -> None:
         raise NotImplementedError
@@ -57,6 +61,14 @@ class FunctionalOptimizer(torch.optim.Optimizer):
             raise ValueError(
                 f"params must be real floating-point tensors, got dtypes {sorted(map(str, unsupported))}"
             )
+        if self.whole_tensor_norms:
+            try:
+                group, index = self.param_groups[-1], len(self.param_groups) - 1
+                names = [f"param_groups[{index}]['params'][{i}]" for i in range(len(group["params"]))]
+                reject_sharded(group["params"], type(self).__name__, group.get("names", names))
+            except ValueError:
+                self.param_groups.pop()
+                raise
 
     def __setstate__(self, state: dict) -> None:
         """Also runs at the end of ``load_state_dict``: groups saved without one of our options get its default

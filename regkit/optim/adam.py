@@ -140,21 +140,7 @@ class Adam(FunctionalOptimizer):
         check_flag("foreach", group["foreach"], allow_none=True)
 
     def prepare_update(self, group: dict, params: list[Tensor]) -> tuple[tuple, dict]:
-        exp_avgs, exp_avg_sqs, max_exp_avg_sqs, counters = [], [], [], []
-        for p in params:
-            state = self.state[p]
-            if not state:
-                state["step"] = step_counter()
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            if group["amsgrad"]:
-                if "max_exp_avg_sq" not in state:
-                    state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                max_exp_avg_sqs.append(state["max_exp_avg_sq"])
-            exp_avgs.append(state["exp_avg"])
-            exp_avg_sqs.append(state["exp_avg_sq"])
-            counters.append(state["step"])
-        steps = increment_steps(counters)
+        exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = adam_state(self.state, params, amsgrad=group["amsgrad"])
         beta1, beta2 = group["betas"]
         hyper = {
             k: group[k]
@@ -163,6 +149,30 @@ class Adam(FunctionalOptimizer):
         foreach = self.resolve_foreach(group["foreach"], params)
         args = (params, [p.grad for p in params], exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
         return args, dict(hyper, beta1=beta1, beta2=beta2, foreach=foreach)
+
+
+def adam_state(state: dict, params: list[Tensor], *, amsgrad: bool = False) -> tuple[list, list, list, list[float]]:
+    """Adam's buffers for ``params`` (created on first use with torch's keys) and the step counts after this step.
+
+    Returns ``(exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)``: ``state[p]`` holds ``step`` (a
+    CPU float tensor, incremented here), ``exp_avg``, ``exp_avg_sq`` and, with ``amsgrad``,
+    ``max_exp_avg_sq`` (``max_exp_avg_sqs`` is empty otherwise). Shared by Adam and AdamP.
+    """
+    exp_avgs, exp_avg_sqs, max_exp_avg_sqs, counters = [], [], [], []
+    for p in params:
+        buffers = state[p]
+        if not buffers:
+            buffers["step"] = step_counter()
+            buffers["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            buffers["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        if amsgrad:
+            if "max_exp_avg_sq" not in buffers:
+                buffers["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            max_exp_avg_sqs.append(buffers["max_exp_avg_sq"])
+        exp_avgs.append(buffers["exp_avg"])
+        exp_avg_sqs.append(buffers["exp_avg_sq"])
+        counters.append(buffers["step"])
+    return exp_avgs, exp_avg_sqs, max_exp_avg_sqs, increment_steps(counters)
 
 
 class AdamW(Adam):

@@ -10,10 +10,10 @@ import torch
 from torch import Tensor, nn
 
 from regkit._validate import check_betas, check_flag, check_number
-from regkit.optim._base import FunctionalOptimizer, increment_steps, step_counter
+from regkit.optim._base import FunctionalOptimizer
 from regkit.optim._float32_state import Float32State
 from regkit.optim._functional import device_dtype_buckets, each
-from regkit.optim.adam import adam
+from regkit.optim.adam import adam, adam_state
 from regkit.optim.measures import MEASURES, descend_, evaluate, norms
 
 KAPPA_INIT_METHODS = ("uniform", "warm_start", "dependent", "inflection_point")
@@ -350,6 +350,7 @@ class AdamCPR(Float32State, FunctionalOptimizer):
     """
 
     functional_update = staticmethod(adam_cpr)
+    whole_tensor_norms = True  # R(w) of whole tensors: sharded (FSDP) params are refused
     float32_state = ("lagmul", "kappa", "norm_ema", "norm_ema_prev", "norm_slope_prev", "was_active")
 
     def __init__(
@@ -453,45 +454,32 @@ class AdamCPR(Float32State, FunctionalOptimizer):
             check_flag(flag, group[flag])
         check_flag("foreach", group["foreach"], allow_none=True)
 
-    def _init_state(self, group: dict, p: Tensor) -> dict:
+    def _constraint_state(self, group: dict, p: Tensor) -> dict:
+        """``state[p]`` with the CPR scalars this group needs, created on first use (float32, on ``p``'s device)."""
         state = self.state[p]
-        if not state:
-            state["step"] = step_counter()
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        if group["amsgrad"] and "max_exp_avg_sq" not in state:
-            state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        if group["regularize"]:
-            if "kappa" not in state:
-                state["lagmul"] = _scalar(0.0, p.device)
-                state["kappa"] = initial_kappa(
-                    group["kappa_init_method"], group["kappa_init_param"], group["reg_function"], p
-                )
-            if group["kappa_init_method"] == "inflection_point" and "norm_ema" not in state:
-                for key in ("norm_ema", "norm_ema_prev", "norm_slope_prev"):
-                    state[key] = _scalar(0.0, p.device)
-            if group["adaptive_bounds"] and "was_active" not in state:
-                state["was_active"] = _scalar(0.0, p.device)
+        if "kappa" not in state:
+            state["lagmul"] = _scalar(0.0, p.device)
+            state["kappa"] = initial_kappa(group["kappa_init_method"], group["kappa_init_param"], group["reg_function"], p)
+        if group["kappa_init_method"] == "inflection_point" and "norm_ema" not in state:
+            for key in ("norm_ema", "norm_ema_prev", "norm_slope_prev"):
+                state[key] = _scalar(0.0, p.device)
+        if group["adaptive_bounds"] and "was_active" not in state:
+            state["was_active"] = _scalar(0.0, p.device)
         return state
 
     def prepare_update(self, group: dict, params: list[Tensor]) -> tuple[tuple, dict]:
-        keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "step", "lagmul", "kappa",
-                "norm_ema", "norm_ema_prev", "norm_slope_prev", "was_active")  # fmt: skip
-        wanted = {
-            "max_exp_avg_sq": group["amsgrad"],
-            "lagmul": group["regularize"],
-            "kappa": group["regularize"],
-            "was_active": group["regularize"] and group["adaptive_bounds"],
-        }
-        for key in ("norm_ema", "norm_ema_prev", "norm_slope_prev"):
-            wanted[key] = group["regularize"] and group["kappa_init_method"] == "inflection_point"
-        lists = {key: [] for key in keys}
-        for p in params:
-            state = self._init_state(group, p)
-            for key in keys:
-                if wanted.get(key, True):
+        keys = ["lagmul", "kappa"]  # the CPR lists stay empty for a group with regularize=False
+        if group["kappa_init_method"] == "inflection_point":
+            keys += ["norm_ema", "norm_ema_prev", "norm_slope_prev"]
+        if group["adaptive_bounds"]:
+            keys.append("was_active")
+        exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = adam_state(self.state, params, amsgrad=group["amsgrad"])
+        lists = {key: [] for key in ("lagmul", "kappa", "norm_ema", "norm_ema_prev", "norm_slope_prev", "was_active")}
+        if group["regularize"]:
+            for p in params:  # no step has run yet: a dependent bound is measured on the initial weights
+                state = self._constraint_state(group, p)
+                for key in keys:
                     lists[key].append(state[key])
-        steps = increment_steps(lists["step"])
         beta1, beta2 = group["betas"]
         hyper = {
             k: group[k]
@@ -501,8 +489,7 @@ class AdamCPR(Float32State, FunctionalOptimizer):
         }  # fmt: skip
         foreach = self.resolve_foreach(group["foreach"], params)
         args = (
-            params, [p.grad for p in params], lists["exp_avg"], lists["exp_avg_sq"], lists["max_exp_avg_sq"],
-            steps, lists["lagmul"], lists["kappa"], lists["norm_ema"], lists["norm_ema_prev"],
-            lists["norm_slope_prev"], lists["was_active"],
+            params, [p.grad for p in params], exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lists["lagmul"],
+            lists["kappa"], lists["norm_ema"], lists["norm_ema_prev"], lists["norm_slope_prev"], lists["was_active"],
         )  # fmt: skip
         return args, dict(hyper, beta1=beta1, beta2=beta2, foreach=foreach)

@@ -137,6 +137,7 @@ class AdamAWD(Float32State, Adam):
     """
 
     functional_update = staticmethod(adam_awd)
+    whole_tensor_norms = True  # norms of whole tensors: sharded (FSDP) params are refused
     fixed_hyperparameters = {"decoupled_weight_decay": True}
     float32_state = ("awd_lambda",)
 
@@ -175,6 +176,7 @@ class AdamAdaDecay(Adam):
     """
 
     functional_update = staticmethod(adam_adadecay)
+    whole_tensor_norms = True  # per-tensor gradient statistics: sharded (FSDP) params are refused
     fixed_hyperparameters = {"decoupled_weight_decay": True}
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,

@@ -26,6 +26,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from regkit.distributed import reject_sharded
+
 NORMS = ("global", "layer")
 
 
@@ -158,8 +160,8 @@ class Graft(Optimizer):
         super().__init__(params, dict(lr=lr, norm=norm, eps=eps, foreach=foreach))
 
     def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
+        """Validate the group (defaults filled in) before adding it: a rejected group is not kept."""
+        group = {**self.defaults, **param_group}
         lr, eps = group["lr"], group["eps"]
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr < 0:
             raise ValueError(f"lr must be a number >= 0, got {lr!r}")
@@ -168,13 +170,19 @@ class Graft(Optimizer):
             raise ValueError(f"eps must be a number > 0, got {eps!r}")
         if group["foreach"] not in (None, True, False):
             raise ValueError(f"foreach must be None, True or False, got {group['foreach']!r}")
-        for key in self._shared:
+        for key in self._shared if self.param_groups else ():
             if group[key] != self.param_groups[0][key]:
-                self.param_groups.pop()
                 raise ValueError(
                     f"{key}={group[key]!r} differs from the first group's {key}="
                     f"{self.param_groups[0][key]!r}; every group must use the same {key}"
                 )
+        super().add_param_group(param_group)
+        params, index = self.param_groups[-1]["params"], len(self.param_groups) - 1
+        try:  # ||g|| of a shard is not ||g||
+            reject_sharded(params, type(self).__name__, [f"param_groups[{index}]['params'][{i}]" for i in range(len(params))])
+        except ValueError:
+            self.param_groups.pop()
+            raise
 
     @property
     def _num_params(self) -> int:

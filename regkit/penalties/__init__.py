@@ -5,10 +5,13 @@ from regkit.penalties.microbatch import (
     PENALTIES,
     MicroBatchStats,
     accumulate_microbatches,
+    micro_batch_grad_norms,
+    micro_grad_norm_hook,
     microbatch_grad_fn,
 )
 
 __all__ = [
     "GNP", "PENALTIES", "SAM", "MicroBatchStats", "accumulate_microbatches", "gr_warmup",
-    "gradient_norm", "microbatch_grad_fn",
+    "gradient_norm", "micro_batch_grad_norms",
+    "micro_grad_norm_hook", "microbatch_grad_fn",
 ]

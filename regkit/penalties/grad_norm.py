@@ -18,6 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from regkit.distributed import reject_sharded
+
 DIFFERENCES = ("forward", "central", "exact")
 NORMALIZATIONS = ("global", "layer")
 MIXES = ("paper", "official")
@@ -286,6 +288,10 @@ class GNP(Optimizer):
         self.base_optimizer = base
         super().__init__(base.param_groups, {**base.defaults, "gnp_alpha": alpha, "gnp_r": r})
         self._share_base()
+        reject_sharded(  # ||g|| over shards is not ||g||
+            [p for g in self.param_groups for p in g["params"]], type(self).__name__,
+            [f"param_groups[{j}]['params'][{i}]" for j, g in enumerate(self.param_groups) for i in range(len(g["params"]))],
+        )
         for i, group in enumerate(self.param_groups):
             _check_nonnegative(f"param_groups[{i}]['gnp_alpha']", group["gnp_alpha"])
             _check_nonnegative(f"param_groups[{i}]['gnp_r']", group["gnp_r"])

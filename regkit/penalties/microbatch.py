@@ -41,8 +41,16 @@ than BatchNorm1d/2d/3d, such as SyncBatchNorm; warns), otherwise vectorized, pro
 micro-batches per chunk (``vmap(chunk_size=...)``) as fit into half the free memory (free GPU
 memory on CUDA, available RAM otherwise), estimated from one probe forward of a micro-batch
 (bytes saved for backward, times 4 with a penalty for the double-backprop graph, plus the
-per-micro-batch gradients); serial if not even two fit. If the vectorized pass raises, a warning
-says why and the serial path runs instead (nothing is written before a pass succeeds).
+per-micro-batch gradients); serial if not even two fit. On the CPU, vectorized only while that
+probe saves at most ``CPU_VMAP_MAX_SAVED_BYTES`` (6 MiB): vmap removes the loop's fixed cost per
+micro-batch (Python and operator dispatch), which dominates small micro-batches, but its batched
+per-micro-batch weight gradients run slower than the loop's plain kernels on large ones
+(``python -m regkit.bench penalties --part microbatch``; a sweep of small BN CNNs and narrow
+ResNet-18s, 14-32 px images, micro-batches of 4-64, with and without the GN penalty, one CPU
+thread: vmap took 0.4-1.1x the serial time up to 5.4 MiB, 0.8-1.3x from 6.4 MiB, 1.1-1.9x from
+19 MiB). Elsewhere (CUDA, MPS) vectorized is the default wherever it fits. If the vectorized
+pass raises, a warning says why and the serial path runs instead (nothing is written before a
+pass succeeds).
 
 The random parts (Fisher labels by inverse-CDF sampling from pre-drawn uniforms; unit
 directions from pre-drawn Gaussians) come from ``generator`` (default: torch's global RNG) and
@@ -58,10 +66,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vjp, vmap
 
 PENALTIES = ("gn", "fisher", "avg_jacobian", "unit_jacobian")
+CPU_VMAP_MAX_SAVED_BYTES = 6 * 2**20  # the CPU rule of vectorized=None (module docstring)
 _VMAPPABLE_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
@@ -129,7 +139,9 @@ def accumulate_microbatches(
             noise = draw_noise(num_classes)
             if vectorized is None:
                 chunk_size = _chunk_size(params, saved_bytes, k, penalty is not None)
-                vectorized = chunk_size >= 2
+                vectorized = chunk_size >= 2 and (
+                    params[0].device.type != "cpu" or saved_bytes <= CPU_VMAP_MAX_SAVED_BYTES
+                )
         else:
             noise = draw_noise(None)
     if vectorized:
@@ -174,6 +186,61 @@ def microbatch_grad_fn(
         return stats.loss.mean()
 
     return grad_fn
+
+
+def micro_batch_grad_norms(
+    model: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    x: Tensor,
+    y: Tensor,
+    micro_batch_size: int,
+    vectorized: bool | None = None,
+) -> Tensor:
+    """``||grad L_M||`` of each micro-batch of ``(x, y)`` at the current weights, shape ``(k,)``.
+
+    Measured in training mode (ghost BatchNorm, as in a training step) and free of side effects:
+    ``.grad``, the BatchNorm buffers and the train/eval mode are restored afterwards. The mean
+    over micro-batches is the quantity whose square small-batch SGD implicitly penalizes (Smith et
+    al., ICLR 2021) and that Novack et al. plot over training at ``b = 128``.
+    """
+    grads = [(p, p.grad) for p in model.parameters()]
+    buffers = [(buf, buf.clone()) for buf in model.buffers()]
+    was_training = model.training
+    try:
+        for p, _ in grads:
+            p.grad = None
+        model.train()
+        with torch.enable_grad():
+            stats = accumulate_microbatches(model, loss_fn, x, y, micro_batch_size, vectorized=vectorized)
+    finally:
+        model.train(was_training)
+        for p, g in grads:
+            p.grad = g
+        with torch.no_grad():
+            for buf, saved in buffers:
+                buf.copy_(saved)
+    return stats.grad_norm
+
+
+def micro_grad_norm_hook(
+    x: Tensor,
+    y: Tensor,
+    micro_batch_size: int,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+) -> Callable[[int, nn.Module, torch.optim.Optimizer], dict[str, float]]:
+    """A ``regkit.train.train`` hook logging, on the fixed probe batch ``(x, y)`` (on the model's
+    device), ``micro_grad_norm`` = mean_M ``||grad L_M||`` and ``micro_grad_norm_sq`` = mean_M
+    ``||grad L_M||^2`` over its micro-batches of ``micro_batch_size`` (see
+    ``micro_batch_grad_norms``). A fixed probe measures every run the same way, whatever batch or
+    micro-batch size it trains with."""
+    _validate_probe(x, y, micro_batch_size)
+
+    def hook(step: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+        norms = micro_batch_grad_norms(model, loss_fn, x, y, micro_batch_size)
+        mean, mean_sq = torch.stack([norms.mean(), norms.pow(2).mean()]).tolist()
+        return {"micro_grad_norm": mean, "micro_grad_norm_sq": mean_sq}
+
+    return hook
 
 
 # --- the math shared by both paths ---------------------------------------------------------------
@@ -424,6 +491,15 @@ def _free_memory(device: torch.device) -> int:
         return 4 * 2**30
 
 
+def _validate_probe(x: Tensor, y: Tensor, micro_batch_size: int) -> None:
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must have the same batch size, got {x.shape[0]} and {y.shape[0]}")
+    if isinstance(micro_batch_size, bool) or not isinstance(micro_batch_size, int) or micro_batch_size < 1:
+        raise ValueError(f"micro_batch_size must be a positive int, got {micro_batch_size!r}")
+    if x.shape[0] % micro_batch_size != 0:
+        raise ValueError(f"micro_batch_size={micro_batch_size} must divide the batch size {x.shape[0]}")
+
+
 def _validate(model, loss_fn, x, y, micro_batch_size, penalty, lam, vectorized) -> int:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -431,12 +507,7 @@ def _validate(model, loss_fn, x, y, micro_batch_size, penalty, lam, vectorized) 
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("model has no parameters that require grad")
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x and y must have the same batch size, got {x.shape[0]} and {y.shape[0]}")
-    if isinstance(micro_batch_size, bool) or not isinstance(micro_batch_size, int) or micro_batch_size < 1:
-        raise ValueError(f"micro_batch_size must be a positive int, got {micro_batch_size!r}")
-    if x.shape[0] % micro_batch_size != 0:
-        raise ValueError(f"micro_batch_size={micro_batch_size} must divide the batch size {x.shape[0]}")
+    _validate_probe(x, y, micro_batch_size)
     if penalty is not None and penalty not in PENALTIES:
         raise ValueError(f"penalty={penalty!r} is not one of None, {', '.join(map(repr, PENALTIES))}")
     if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:

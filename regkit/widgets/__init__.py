@@ -1,5 +1,55 @@
 """ipywidgets classroom demos, one module per demo.
 
 Each demo is a function returning a widget; its computation is a separate, testable function
-(no browser needed), and drawing only renders what that function returns.
+(no browser needed), and drawing renders PNG bytes into an ``ipywidgets.Image`` (no pyplot
+state, no ``Output`` capture). Notebooks display a demo with ``show(builder)``: the live widget
+in JupyterLab, a static picture of its first state when executed headless by the course runner
+(see ``regkit.headless``).
 """
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from unittest import mock
+
+from regkit.headless import is_headless
+
+
+@contextlib.contextmanager
+def _without_frontend() -> Iterator[None]:
+    """Widgets built inside get a ``comm.DummyComm``: no message reaches the frontend."""
+    import comm
+
+    with mock.patch.object(comm, "create_comm", comm.DummyComm):
+        yield
+
+
+def _images(widget) -> list:
+    """Every ``ipywidgets.Image`` in a widget tree, depth first."""
+    import ipywidgets
+
+    if isinstance(widget, ipywidgets.Image):
+        return [widget]
+    return [im for child in getattr(widget, "children", ()) for im in _images(child)]
+
+
+def show(build: Callable, *args, **kwargs):
+    """Display the demo ``build(*args, **kwargs)``.
+
+    Interactive: returns the widget (the cell displays it). Headless: builds it without a
+    frontend, displays the PNG of each of its ``Image`` children and returns None.
+    """
+    if not is_headless():
+        return build(*args, **kwargs)
+    from IPython.display import Image, display
+
+    with _without_frontend():
+        widget = build(*args, **kwargs)
+    pictures = [bytes(im.value) for im in _images(widget) if im.value]
+    if not pictures:
+        raise ValueError(f"{getattr(build, '__name__', build)!r} drew no Image: demos render PNGs into ipywidgets.Image")
+    for png in pictures:
+        display(Image(data=png, format="png"))
+    print("(static picture of the demo's first state: open the notebook in JupyterLab to move the sliders)")
+    return None

@@ -2,13 +2,15 @@
 
 `cpr_toy_run` trains one 2-D weight ``w`` with `regkit.optim.AdamCPR` (``l2``: ``R(w) =
 ||w||^2``, a uniform bound) on noisy gradients of ``0.5 ||w - w*||^2`` with ``||w*||^2 = 4``;
-`cpr_widget` draws ``R`` against ``kappa``, the multiplier ``lambda`` and the path of ``w``,
-with sliders for ``kappa`` and ``kappa_update``.
+`cpr_widget` draws ``R`` against ``kappa``, the multiplier ``lambda`` and the path of ``w``
+(`draw`, rendered to a PNG in an ``ipywidgets.Image``), with sliders for ``kappa`` and
+``kappa_update``.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import math
 
 import numpy as np
@@ -56,16 +58,14 @@ def cpr_toy_run(kappa: float = 1.0, kappa_update: float = 1.0, steps: int = 300,
 
 
 def draw(axes, run: dict[str, np.ndarray], kappa: float) -> None:
-    """R against kappa, lambda, and the path of w with the feasible disc ``||w||^2 <= kappa``."""
-    for ax in axes:
-        ax.clear()
+    """R against kappa, lambda, and the path of w with the feasible disc ``||w||^2 <= kappa`` (three Axes)."""
     r_ax, lam_ax, path_ax = axes
     r_ax.plot(run["step"], run["R"], label=r"$R(w)=\|w\|^2$")
     r_ax.axhline(kappa, color="k", ls=":", label=r"$\kappa$")
     r_ax.axhline(sum(t * t for t in TARGET), color="gray", ls="--", lw=0.8, label=r"$\|w^*\|^2$")
     r_ax.set(xlabel="step", title="measure vs bound")
     r_ax.legend(loc="lower right")
-    lam_ax.plot(run["step"], run["lambda"], color="tab:purple")
+    lam_ax.plot(run["step"], run["lambda"], color="C4")
     lam_ax.set(xlabel="step", title=r"multiplier $\lambda$")
     theta = np.linspace(0, 2 * np.pi, 200)
     path_ax.fill(math.sqrt(kappa) * np.cos(theta), math.sqrt(kappa) * np.sin(theta), alpha=0.15, label="feasible")
@@ -75,36 +75,45 @@ def draw(axes, run: dict[str, np.ndarray], kappa: float) -> None:
     path_ax.legend(loc="lower right", fontsize="small")
 
 
-def cpr_widget(kappa: float = 1.0, kappa_update: float = 1.0, steps: int = 300):
-    """Sliders for ``kappa`` and ``kappa_update`` (log scale) above the three panels of `draw`.
+def render_png(run: dict[str, np.ndarray], kappa: float, dpi: int = 90) -> bytes:
+    """`draw` on a figure of its own (no pyplot state), as PNG bytes."""
+    from matplotlib.figure import Figure
 
-    The returned ``ipywidgets.VBox`` has ``.sliders`` (name -> slider) and ``.figure`` (the
-    matplotlib figure, redrawn on every change).
+    figure = Figure(figsize=(12, 3.4), layout="constrained")
+    draw(figure.subplots(1, 3), run, kappa)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def cpr_widget(kappa: float = 1.0, kappa_update: float = 1.0, steps: int = 300):
+    """Sliders for ``kappa`` and ``kappa_update`` (log scale) above the PNG of `draw` in an ``Image`` widget.
+
+    ``box.controls`` maps the names to the sliders; ``box.drawn`` holds the ``(run, kappa)`` last
+    drawn (for tests and for reading the numbers behind the picture). Display it with
+    ``regkit.widgets.show(cpr_widget)`` (a static picture when run headless).
     """
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
-    from IPython.display import display
 
     cpr_toy_run(kappa, kappa_update, steps)  # validate before building anything
-    sliders = {
-        "kappa": widgets.FloatLogSlider(value=kappa, base=10, min=-1, max=1, step=0.05, description="kappa"),
+    style = {"description_width": "100px"}
+    controls = {
+        "kappa": widgets.FloatLogSlider(value=kappa, base=10, min=-1, max=1, step=0.05, description="kappa",
+                                        readout_format=".3g", style=style),
         "kappa_update": widgets.FloatLogSlider(value=kappa_update, base=10, min=-2, max=1, step=0.1,
-                                               description="kappa_update"),  # fmt: skip
-    }
-    with plt.ioff():
-        figure, axes = plt.subplots(1, 3, figsize=(12, 3.4), layout="constrained")
-    output = widgets.Output()
+                                               description="kappa_update", readout_format=".3g", style=style),
+    }  # fmt: skip
+    image = widgets.Image(format="png", layout=widgets.Layout(width="960px"))
+    box = widgets.VBox([widgets.HBox(list(controls.values())), image])
+    box.controls = controls
 
     def redraw(_=None):
-        k, mu = sliders["kappa"].value, sliders["kappa_update"].value
-        draw(axes, cpr_toy_run(float(k), float(mu), steps), float(k))
-        with output:
-            output.clear_output(wait=True)
-            display(figure)
+        k, mu = float(controls["kappa"].value), float(controls["kappa_update"].value)
+        run = cpr_toy_run(k, mu, steps)
+        box.drawn = (run, k)
+        image.value = render_png(run, k)
 
-    for slider in sliders.values():
-        slider.observe(redraw, names="value")
+    for control in controls.values():
+        control.observe(redraw, names="value")
     redraw()
-    box = widgets.VBox([widgets.HBox(list(sliders.values())), output])
-    box.sliders, box.figure = sliders, figure
     return box
