@@ -96,6 +96,24 @@ NGD_CONVERGE = {
     "quadratic": {"lr": 0.01, "steps": 600, "below": 1e-2},
     "rosenbrock": {"lr": 2e-3, "steps": 1500, "below": 1e-2},
 }
+# AdamCPR takes the model and regularizes its matrices: Quadratic's w (zero init) is one, Rosenbrock's
+# 1-D w is not (plain Adam there). A bound below R(w*) would stop the quadratic short of its minimum,
+# so the quadratic runs keep the bound out of reach (uniform/warm start) or unset (inflection point).
+CPR_INVALID = {
+    "lr": -1e-3, "betas": (0.9, 1.0), "eps": -1e-8, "kappa_init_method": "random", "reg_function": "l3",
+    "kappa_update": -1.0, "reg_step_size": 0, "reg_ema_decay": 1.5, "reg_order": "after", "amsgrad": 1,
+}  # fmt: skip
+CPR_CONVERGE = {
+    "quadratic": {"lr": 0.1, "steps": 80, "kappa_init_param": 1e3, "reg_step_size": 1000},
+    "rosenbrock": {"lr": 0.2, "steps": 700},
+}
+# AWD's decay lr * wd * ||g|| / ||w|| is not normalized like Adam's step: Rosenbrock's start (||g|| ~ 230,
+# ||w|| ~ 1.6) with lr 0.2 needs wd ~ 1e-3 to keep lr * lambda_bar below 1.
+AWD_CONVERGE = {"quadratic": {"lr": 0.1, "steps": 80}, "rosenbrock": {"lr": 0.2, "steps": 700, "weight_decay": 1e-3}}
+# Compiled (even with backend="eager") addcmul_ rounds float32 differently from eager addcmul_ by an ulp
+# (checked on a bare w.addcmul_(t, s, value=-2.0)); the constraint step uses it on MixedDtypeNet's float32 tensors.
+CPR = dict(make=ro.AdamCPR, invalid=CPR_INVALID, converge=CPR_CONVERGE, takes_model=True,
+           tolerance={"compile": {"rtol": 1e-6, "atol": 1e-9}})
 
 # fmt: off
 CASES = [
@@ -115,5 +133,12 @@ CASES = [
     Case("sgdp", ro.SGDP, {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3}, SGDP_INVALID, SGD_CONVERGE),
     Case("sgdp_nesterov", ro.SGDP, {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}, SGDP_INVALID, SGD_CONVERGE),
     Case("sgdp_project_buffer_dampening", ro.SGDP, {"lr": 0.05, "momentum": 0.5, "dampening": 0.1, "project_buffer": True, "delta": 0.5}, {**SGDP_INVALID, "nesterov": True}, SLOW_SGD_CONVERGE),
+    Case("cpr_l2_uniform", kwargs={"lr": 0.01, "kappa_init_method": "uniform", "kappa_init_param": 0.5, "kappa_update": 0.1}, **CPR),
+    Case("cpr_std_dependent_pre_step_amsgrad", kwargs={"lr": 0.01, "kappa_init_method": "dependent", "kappa_init_param": 0.5, "reg_function": "std", "reg_order": "pre_step", "amsgrad": True}, **CPR),
+    Case("cpr_huber_warm_start_adaptive_by_lr", kwargs={"lr": 0.01, "kappa_init_method": "warm_start", "kappa_init_param": 2, "reg_function": "huber", "adaptive_bounds": True, "reg_by_lr": True}, **CPR),
+    Case("cpr_l1_inflection_maximize", kwargs={"lr": 0.01, "kappa_init_method": "inflection_point", "reg_step_size": 1, "reg_function": "l1", "maximize": True}, **CPR),
+    Case("adam_awd", ro.AdamAWD, {"lr": 0.01, "weight_decay": 0.1}, ADAM_INVALID, AWD_CONVERGE),
+    Case("adam_awd_amsgrad_maximize", ro.AdamAWD, {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True, "maximize": True}, ADAM_INVALID, AWD_CONVERGE),
+    Case("adam_adadecay", ro.AdamAdaDecay, {"lr": 0.01, "weight_decay": 1e-2, "alpha": 2.0}, {**ADAM_INVALID, "alpha": -1.0}, ADAM_CONVERGE),
 ]
 # fmt: on

@@ -45,6 +45,9 @@ class NormSGD(ro.SGD):
         (lambda ps: ro.AdamP(ps, lr=0.1), "AdamP"),
         (lambda ps: ro.SGDP(ps, lr=0.1), "SGDP"),
         (lambda ps: NormSGD(ps, lr=0.1), "NormSGD"),
+        (lambda ps: ro.AdamCPR([{"params": ps, "regularize": True}]), "AdamCPR"),
+        (lambda ps: ro.AdamAWD(ps), "AdamAWD"),
+        (lambda ps: ro.AdamAdaDecay(ps), "AdamAdaDecay"),
     ],
 )
 def test_norm_based_optimizers_refuse_a_dtensor_shard_and_say_why(mesh, make, owner):

@@ -9,11 +9,17 @@ them when it is installed). Each candidate keeps its own optimizer state. On CUD
 
 Later methods add their rows (and external references such as ``adamp`` or ``pytorch_cpr``)
 to ``CANDIDATES``: a ``Candidate(row, label, make)`` with ``make(params) -> Optimizer``.
+
+AdamCPR rows (one per measure, inflection-point bounds, the package default) regularize the
+tensors with ``ndim >= 2`` and time regkit next to torch's AdamW (foreach, fused) and
+``pytorch_cpr.AdamCPR`` 0.3.1 on both of its paths (when it is installed). AdamAWD and
+AdamAdaDecay rows are referenced to torch's AdamW.
 """
 
 import argparse
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,11 +27,18 @@ import torch
 
 import regkit.optim as ro
 from regkit.models import build_model
+from regkit.optim.measures import MEASURES
 
 try:  # the official AdamP/SGDP, a test-only dependency
     import adamp
 except ImportError:
     adamp = None
+try:  # AdamCPR's reference package, a test-only dependency
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # it calls torch APIs deprecated since
+        import pytorch_cpr
+except ImportError:
+    pytorch_cpr = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,41 @@ CANDIDATES = [
     Candidate("SGDP", "regkit for-loop", lambda ps: ro.SGDP(ps, **SGDP_KW, foreach=False)),
     *([Candidate("SGDP", "adamp 0.3.0", lambda ps: adamp.SGDP(ps, **SGDP_KW))] if adamp else []),
 ]
+
+
+def cpr_groups(params: list[torch.nn.Parameter]) -> list[dict]:
+    """Matrices and conv kernels regularized, the rest not: the split AdamCPR makes of a model."""
+    return [
+        {"params": [p for p in params if p.ndim >= 2], "regularize": True},
+        {"params": [p for p in params if p.ndim < 2], "regularize": False},
+    ]
+
+
+def _cpr_candidates(measure: str) -> list[Candidate]:
+    row, kw = f"AdamCPR {measure}", dict(lr=1e-3, reg_function=measure)  # inflection-point bounds (default)
+    return [
+        Candidate(row, "torch AdamW foreach", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, foreach=True)),
+        Candidate(row, "torch AdamW fused", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, fused=True)),
+        Candidate(row, "regkit foreach", lambda ps: ro.AdamCPR(cpr_groups(ps), **kw, foreach=True)),
+        Candidate(row, "regkit for-loop", lambda ps: ro.AdamCPR(cpr_groups(ps), **kw, foreach=False)),
+        *[
+            Candidate(row, f"pytorch_cpr {path}", lambda ps, f=f: pytorch_cpr.AdamCPR(cpr_groups(ps), **kw, foreach=f))
+            for path, f in (("foreach", True), ("for-loop", False))
+            if pytorch_cpr
+        ],
+    ]
+
+
+CANDIDATES += [c for measure in MEASURES for c in _cpr_candidates(measure)] + [
+    Candidate(row, label, make)
+    for row, cls, kw in (("AdamAWD", ro.AdamAWD, dict(lr=1e-3, weight_decay=0.02)),
+                         ("AdamAdaDecay", ro.AdamAdaDecay, dict(lr=1e-3, weight_decay=0.05)))
+    for label, make in (
+        ("torch AdamW foreach", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, foreach=True)),
+        ("regkit foreach", lambda ps, cls=cls, kw=kw: cls(ps, **kw, foreach=True)),
+        ("regkit for-loop", lambda ps, cls=cls, kw=kw: cls(ps, **kw, foreach=False)),
+    )
+]  # fmt: skip
 
 
 def parameters_with_grads(model: str, device: torch.device, seed: int = 0) -> list[torch.nn.Parameter]:
@@ -118,7 +166,9 @@ def time_row(candidates: list[Candidate], params, *, reps: int, warmup: int) -> 
 
 
 def format_table(results: list[dict]) -> str:
-    lines = [f"{'method':<14} {'implementation':<20} {'median ms':>10} {'IQR ms':>8} {'x reference':>12}"]
+    rw = max([len("method")] + [len(r["row"]) for r in results])
+    lw = max([len("implementation")] + [len(r["label"]) for r in results])
+    lines = [f"{'method':<{rw}} {'implementation':<{lw}} {'median ms':>10} {'IQR ms':>8} {'x reference':>12}"]
     reference = None
     for r in results:
         first = reference is None or r["row"] != reference["row"]
@@ -126,11 +176,11 @@ def format_table(results: list[dict]) -> str:
             reference = r
         row = r["row"] if first else ""
         if r["median"] is None:
-            lines.append(f"{row:<14} {r['label']:<20} {'n/a':>10} {'':>8} {'':>12}  ({r['error']})")
+            lines.append(f"{row:<{rw}} {r['label']:<{lw}} {'n/a':>10} {'':>8} {'':>12}  ({r['error']})")
             continue
         ratio = f"{r['median'] / reference['median']:.2f}" if reference["median"] else "n/a"
         lines.append(
-            f"{row:<14} {r['label']:<20} {r['median'] * 1e3:>10.2f} {r['iqr'] * 1e3:>8.2f} {ratio:>12}"
+            f"{row:<{rw}} {r['label']:<{lw}} {r['median'] * 1e3:>10.2f} {r['iqr'] * 1e3:>8.2f} {ratio:>12}"
         )
     return "\n".join(lines)
 
@@ -179,9 +229,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             flush=True,
         )
         device_results = []
-        for row in rows:
-            candidates = [c for c in CANDIDATES if c.row == row]
-            device_results += time_row(candidates, params, reps=args.reps, warmup=args.warmup)
+        with warnings.catch_warnings():  # pytorch_cpr 0.3.1 calls deprecated torch APIs every step
+            warnings.filterwarnings("ignore", module="pytorch_cpr")
+            for row in rows:
+                candidates = [c for c in CANDIDATES if c.row == row]
+                device_results += time_row(candidates, params, reps=args.reps, warmup=args.warmup)
         print(format_table(device_results), flush=True)
         results += [dict(r, device=device) for r in device_results]
     return results

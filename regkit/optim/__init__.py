@@ -2,7 +2,27 @@
 
 from regkit.optim.adam import Adam, AdamW
 from regkit.optim.adamp import SGDP, AdamP
+from regkit.optim.cpr import AdamCPR
+from regkit.optim.cpr_recorder import ConstraintRecorder
+from regkit.optim.decay import AdamAdaDecay, AdamAWD
 from regkit.optim.graft import NGD, Graft, GraftingSchedule, gradient_magnitude
+from regkit.optim.rescale import JointNormRescaler
 from regkit.optim.sgd import SGD, SGDW
 
-__all__ = ["SGD", "SGDW", "Adam", "AdamW", "AdamP", "SGDP", "NGD", "Graft", "GraftingSchedule", "gradient_magnitude"]
+__all__ = [
+    "SGD",
+    "SGDW",
+    "Adam",
+    "AdamW",
+    "AdamP",
+    "SGDP",
+    "AdamCPR",
+    "ConstraintRecorder",
+    "AdamAWD",
+    "AdamAdaDecay",
+    "JointNormRescaler",
+    "NGD",
+    "Graft",
+    "GraftingSchedule",
+    "gradient_magnitude",
+]
