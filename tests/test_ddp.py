@@ -30,7 +30,8 @@ OPTIMIZERS = {
     "adamw": lambda model: ro.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1),
     "adamp": lambda model: ro.AdamP(model.parameters(), lr=1e-2, weight_decay=0.1),
     "sgdp": lambda model: ro.SGDP(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2),
-    # AdamCPR joins here when it lands: "adamcpr": lambda model: ro.AdamCPR(model, ...),
+    # dependent 0.8: the bounds are below the initial norms, so the multipliers act from the first steps
+    "adamcpr": lambda model: ro.AdamCPR(model, lr=1e-2, kappa_init_method="dependent", kappa_init_param=0.8, verbose=False),
 }
 GRAD_FNS = {"sgd+microbatches": microbatch_grad_fn(F.cross_entropy, micro_batch_size=4)}  # averaged explicitly
 CASES = [*OPTIMIZERS, *GRAD_FNS]
