@@ -13,7 +13,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from regkit.penalties import GNP, SAM, gr_warmup, gradient_norm
+from regkit.penalties import GNP, SAM, gr_warmup, gradient_norm, update_gradient
 from regkit.penalties.grad_norm import combine_, inverse_norms, perturb_
 
 torch.set_num_threads(1)
@@ -179,6 +179,27 @@ def test_update_gradient_is_the_paper_combination():
     opt = GNP(model.parameters(), torch.optim.SGD, alpha=alpha, r=r, mix="official", lr=0.0)
     opt.step(make_closure(model, x, y))
     torch.testing.assert_close(grads_of(model), (1 - alpha) * v + alpha * g_plus, rtol=1e-12, atol=1e-14)
+
+
+def test_update_gradient_leaves_the_weights_and_returns_the_step_gradient():
+    """alpha = 0: g; alpha = 1: g(theta + r v); exact: (d - g) / lam = H v; the weights never move."""
+    model, x, y = tanh_net()
+    theta = [p.detach().clone() for p in model.parameters()]
+    g, H, _ = gradient_and_hessian(model, x, y)
+    v = g / g.norm()
+    r = 0.05
+    trial = copy.deepcopy(model)
+    torch.nn.utils.vector_to_parameters(flat(theta) + r * v, trial.parameters())
+    make_closure(trial, x, y)()
+    plain = update_gradient(model.parameters(), make_closure(model, x, y), alpha=0.0)
+    sam = update_gradient(model.parameters(), make_closure(model, x, y), alpha=1.0, r=r)
+    exact = update_gradient(model.parameters(), make_closure(model, x, y, backward=False), alpha=2.0, r=r,
+                            difference="exact")
+    torch.testing.assert_close(flat(plain), g, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(flat(sam), grads_of(trial), rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close((flat(exact) - g) / (2.0 * r), H @ v, rtol=1e-9, atol=1e-12)
+    assert all(torch.equal(p, t) for p, t in zip(model.parameters(), theta, strict=True))
+    assert [d.data_ptr() for d in exact] == [p.grad.data_ptr() for p in model.parameters()]
 
 
 # ---------------------------------------------------------------- special cases: base optimizer, SAM
