@@ -1,0 +1,30 @@
+"""Hyperparameter checks: each raises ValueError naming the argument, its value and the valid choices."""
+
+import math
+from numbers import Real
+
+
+def check_number(
+    name: str, value, low: float = -math.inf, high: float = math.inf, *, high_open: bool = False
+):
+    """``low <= value <= high`` (``< high`` with ``high_open``) for a real Python number (bools and tensors rejected)."""
+    interval = f"[{low}, {high}{')' if high_open else ']'}"
+    if not isinstance(value, Real) or isinstance(value, bool):
+        raise ValueError(f"{name} must be a real number in {interval}, got {value!r}")
+    if not (low <= value and (value < high if high_open else value <= high)):
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+
+
+def check_flag(name: str, value, *, allow_none: bool = False):
+    """``value`` is True or False (or None with ``allow_none``)."""
+    choices = (True, False, None) if allow_none else (True, False)
+    if not any(value is choice for choice in choices):
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def check_betas(betas):
+    """``betas = (beta1, beta2)`` with each in [0, 1)."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2) of numbers in [0, 1), got {betas!r}")
+    for i, beta in enumerate(betas):
+        check_number(f"betas[{i}]", beta, 0.0, 1.0, high_open=True)

@@ -1,0 +1,194 @@
+"""Adam with coupled L2 or decoupled weight decay (AdamW), AMSGrad."""
+
+import torch
+from torch import Tensor
+
+from regkit._validate import check_betas, check_flag, check_number
+from regkit.optim._base import FunctionalOptimizer, increment_steps, step_counter
+from regkit.optim._functional import (
+    adam_bias_corrections,
+    adam_denominator,
+    adam_moments_,
+    adam_step_,
+    add_l2,
+    amsgrad_max_,
+    decay_weights_,
+    descent_grads,
+    device_dtype_buckets,
+)
+
+
+def adam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor],
+    steps: list[float],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    amsgrad: bool,
+    maximize: bool,
+    foreach: bool,
+) -> None:
+    """The functional Adam update over parallel lists (``max_exp_avg_sqs`` empty unless ``amsgrad``).
+
+    ``steps[i]`` is parameter ``i``'s step count including this step, a host float. The
+    arithmetic and its order are torch.optim.Adam's, so float64 results agree bit for bit.
+    """
+    bias_correction1, bias_correction2_sqrt = adam_bias_corrections(steps, beta1, beta2)
+    buckets = device_dtype_buckets(
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, bias_correction1, bias_correction2_sqrt,
+        foreach=foreach,
+    )  # fmt: skip
+    for p, g, m, v, v_max, bc1, bc2_sqrt in buckets:
+        d = descent_grads(g, maximize=maximize, foreach=foreach)
+        if weight_decay != 0 and not decoupled_weight_decay:
+            d = add_l2(d, p, weight_decay, foreach=foreach)  # coupled: the decay enters both moments
+        adam_moments_(m, v, d, beta1, beta2, foreach=foreach)
+        if amsgrad:
+            v = amsgrad_max_(v_max, v, foreach=foreach)
+        denominators = adam_denominator(v, bc2_sqrt, eps, foreach=foreach)
+        if weight_decay != 0 and decoupled_weight_decay:
+            decay_weights_(p, lr, weight_decay, foreach=foreach)  # decoupled: w *= 1 - lr * wd
+        adam_step_(p, m, denominators, lr, bc1, foreach=foreach)
+
+
+class Adam(FunctionalOptimizer):
+    r"""Adam with coupled L2 (default) or decoupled weight decay; AMSGrad.
+
+    Per step, for each parameter ``w`` with gradient ``g`` (``t`` counts its steps from 1)::
+
+        g <- -g                                       if maximize
+        g <- g + wd * w                               coupled L2 (decoupled_weight_decay=False)
+        m <- beta1 * m + (1 - beta1) * g
+        v <- beta2 * v + (1 - beta2) * g^2
+        v_max <- max(v_max, v); use v_max for v       if amsgrad
+        w <- w * (1 - lr * wd)                        decoupled decay (decoupled_weight_decay=True)
+        w <- w - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    This is torch.optim.Adam's algorithm and arithmetic. With coupled L2 the decay term
+    passes through ``1 / (sqrt(v_hat) + eps)``: coordinates with large gradients are
+    decayed less. Decoupled decay (AdamW) scales every weight by the same ``1 - lr * wd``
+    (torch's convention, scaled by the scheduled ``lr``; Loshchilov & Hutter scale by a
+    schedule multiplier instead).
+
+    ``state[p]``: ``step`` (CPU float tensor, as in torch.optim), ``exp_avg``,
+    ``exp_avg_sq``, ``max_exp_avg_sq`` (amsgrad); a state dict loads into torch.optim.Adam
+    and back. ``step`` turns the step counts into host floats (a CPU ``.item()``, no
+    device sync) and the functional update receives them, so the update has no host
+    sync and compiles with ``fullgraph=True``.
+
+    Args:
+        params: parameters or param-group dicts (e.g. from ``regkit.param_groups``).
+        lr: default 1e-3. betas: ``(beta1, beta2)`` each in [0, 1), default (0.9, 0.999).
+        eps: default 1e-8. weight_decay: ``wd >= 0``, default 0. Keyword-only:
+        decoupled_weight_decay (default False), amsgrad (default False), maximize
+        (default False), foreach (default None = True when every parameter is on CUDA).
+
+    Example::
+
+        >>> model = torch.nn.Linear(3, 1)
+        >>> opt = Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+        >>> model(torch.randn(8, 3)).square().mean().backward()
+        >>> opt.step()
+
+    References: Kingma & Ba, "Adam: A Method for Stochastic Optimization" (ICLR 2015);
+    Reddi et al., "On the Convergence of Adam and Beyond" (ICLR 2018);
+    Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (ICLR 2019).
+    """
+
+    functional_update = staticmethod(adam)
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        decoupled_weight_decay: bool = False,
+        amsgrad: bool = False,
+        maximize: bool = False,
+        foreach: bool | None = None,
+    ):
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            foreach=foreach,
+        )
+        super().__init__(params, defaults)
+
+    def check_hyperparameters(self, group: dict) -> None:
+        check_number("lr", group["lr"], 0.0)
+        check_betas(group["betas"])
+        check_number("eps", group["eps"], 0.0)
+        check_number("weight_decay", group["weight_decay"], 0.0)
+        for flag in ("decoupled_weight_decay", "amsgrad", "maximize"):
+            check_flag(flag, group[flag])
+        check_flag("foreach", group["foreach"], allow_none=True)
+
+    def prepare_update(self, group: dict, params: list[Tensor]) -> tuple[tuple, dict]:
+        exp_avgs, exp_avg_sqs, max_exp_avg_sqs, counters = [], [], [], []
+        for p in params:
+            state = self.state[p]
+            if not state:
+                state["step"] = step_counter()
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if group["amsgrad"]:
+                if "max_exp_avg_sq" not in state:
+                    state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                max_exp_avg_sqs.append(state["max_exp_avg_sq"])
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            counters.append(state["step"])
+        steps = increment_steps(counters)
+        beta1, beta2 = group["betas"]
+        hyper = {
+            k: group[k]
+            for k in ("lr", "eps", "weight_decay", "decoupled_weight_decay", "amsgrad", "maximize")
+        }
+        foreach = self.resolve_foreach(group["foreach"], params)
+        args = (params, [p.grad for p in params], exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
+        return args, dict(hyper, beta1=beta1, beta2=beta2, foreach=foreach)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay ``w <- w * (1 - lr * wd)`` (torch's convention, see `Adam`).
+
+    ``AdamW(params, ...)`` is ``Adam(params, ..., decoupled_weight_decay=True)`` with
+    torch.optim.AdamW's default ``weight_decay=1e-2``; loading a state dict keeps the decay
+    decoupled. Reference: Loshchilov & Hutter, "Decoupled Weight Decay Regularization"
+    (ICLR 2019).
+    """
+
+    fixed_hyperparameters = {"decoupled_weight_decay": True}
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        *,
+        amsgrad: bool = False,
+        maximize: bool = False,
+        foreach: bool | None = None,
+    ):
+        super().__init__(
+            params, lr, betas, eps, weight_decay,
+            decoupled_weight_decay=True, amsgrad=amsgrad, maximize=maximize, foreach=foreach,
+        )  # fmt: skip
