@@ -13,6 +13,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
+import regkit.optim
+from regkit import param_groups
 from regkit.penalties import GNP, SAM, gr_warmup, gradient_norm, update_gradient
 from regkit.penalties.grad_norm import combine_, inverse_norms, perturb_
 
@@ -503,6 +505,27 @@ def test_lr_scheduler_and_state_are_shared_with_the_base():
     assert opt.base_optimizer.param_groups[0]["lr"] == 0.05
     assert opt.state is opt.base_optimizer.state and "momentum_buffer" in opt.state[model[0].weight]
     assert opt.param_groups[0]["gnp_alpha"] == 0.8 and opt.param_groups[0]["gnp_r"] == 0.1
+
+
+@pytest.mark.parametrize("regkit_base, torch_base, kwargs", [
+    (regkit.optim.SGD, torch.optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
+    (regkit.optim.AdamW, torch.optim.AdamW, dict(lr=1e-2, betas=(0.9, 0.99))),
+])
+def test_regkit_optimizer_bases_with_param_groups_match_torch_bases(regkit_base, torch_base, kwargs):
+    """GNP around regkit.optim (decay / no-decay groups from regkit.param_groups) == around torch.optim."""
+    model, x, y = dropout_net(batchnorm=True)
+    twin = copy.deepcopy(model)
+    opts = [GNP(param_groups(m, weight_decay=0.05, verbose=False), base, alpha=0.8, r=0.05, warmup="lambda",
+                warmup_steps=2, model=m, **kwargs)
+            for m, base in ((model, regkit_base), (twin, torch_base))]
+    assert [g["weight_decay"] for g in opts[0].param_groups] == [0.05, 0.0]
+    for step in range(4):
+        for m, opt in zip((model, twin), opts, strict=True):
+            torch.manual_seed(step)
+            opt.step(make_closure(m, x, y, F.cross_entropy))
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-14, atol=1e-16)
+    assert opts[0].state_dict()["num_steps"] == 4
 
 
 @pytest.mark.parametrize("kwargs", [dict(difference="central", normalize="layer"), dict(mix="official")])
