@@ -1,6 +1,7 @@
 """The gradient-norm penalty benchmark: the measuring code (memory against known allocations) and a quick run."""
 
 import re
+import time
 
 import pytest
 import torch
@@ -31,11 +32,21 @@ def test_measure_steps_interleaves_and_validates():
                                   repeats=3, warmup=1, memory=False)
     assert calls == ["a", "b", "b", "a", "a", "b", "b", "a"]  # the order rotates every round
     assert [c.name for c in costs] == ["a", "b"] and all(c.repeats == 3 and c.peak_mib is None for c in costs)
-    assert all(c.q1_ms <= c.median_ms <= c.q3_ms for c in costs)
+    assert all(c.q1_ms <= c.median_ms <= c.q3_ms and c.cpu_median_ms is not None for c in costs)
+    rel = _timing.ratios(costs, "a")
+    assert rel["a"] == {"time": 1.0, "cpu_time": 1.0, "memory": None}
     with pytest.raises(ValueError, match="repeats must be an int >= 1, got 0"):
         _timing.measure_steps({"a": lambda: None}, CPU, repeats=0)
     with pytest.raises(ValueError, match="reference='c' is not one of"):
         _timing.cost_table(costs, reference="c")
+
+
+def test_cpu_time_counts_work_not_waiting():
+    costs = _timing.measure_steps({"sleep": lambda: time.sleep(0.02), "work": lambda: torch.ones(1 << 20).sum()},
+                                  CPU, repeats=3, warmup=0, memory=False)
+    sleep, work = costs
+    assert sleep.median_ms >= 20 and sleep.cpu_median_ms < 5  # waiting takes wall time, not CPU time
+    assert work.cpu_median_ms > 0
 
 
 def test_penalty_steps_train_their_own_copies_with_the_right_number_of_passes():
@@ -58,9 +69,10 @@ def test_penalty_steps_train_their_own_copies_with_the_right_number_of_passes():
 def test_quick_run_prints_ratios_and_memory(capsys):
     costs = _grad_norm.run(quick=True, device="cpu")
     out = capsys.readouterr().out
+    number = r"\s+[\d.]+"
     for name in ("plain", "GNP forward", "SAM", r"exact \(double backprop\)"):
-        assert re.search(rf"^{name}\s+[\d.]+\s+[\d.]+-[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+$", out, re.M), name
-    assert re.search(r"target GNP forward <= 2.1x plain: (met|NOT met) \(\d+\.\d\dx", out)
+        assert re.search(rf"^{name}{number}\s+[\d.]+-[\d.]+{number * 5}$", out, re.M), name
+    assert re.search(r"target GNP forward <= 2.1x plain \(CPU time\): (met|NOT met) \(\d+\.\d\dx", out)
     peak = {c.name: c.peak_mib for c in costs}
     # double backprop keeps the backward graph; the finite difference only a copy of weights and g0
     assert peak["exact (double backprop)"] > peak["GNP forward"] > peak["plain"]

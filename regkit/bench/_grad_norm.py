@@ -5,7 +5,8 @@ each method, interleaved (see ``regkit.bench._timing``): plain SGD (1 forward + 
 by finite differences (alpha 0.8, r 0.1: 2 forward + 2 backward, the physical floor), SAM (rho
 0.05, the same two passes) and the exact penalty by double backprop (GNP ``difference="exact"``).
 Each method trains its own copy of the model with SGD (lr 0.01, momentum 0.9). Target: the finite
-difference step costs at most 2.1x the plain one.
+difference step costs at most 2.1x the plain one (judged on CPU time on the CPU, where the wall time
+of a machine shared with other jobs is too noisy, and on wall time on CUDA).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from regkit.bench._timing import cost_table, measure_steps
+from regkit.bench._timing import cost_table, measure_steps, ratios
 from regkit.device import resolve_device
 from regkit.models import build_model
 from regkit.penalties import GNP, SAM
@@ -72,10 +73,13 @@ def run(quick: bool = False, device: str | None = None) -> list:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"gradient-norm penalty: CIFAR ResNet-18 (width {width}, {n_params / 1e6:.2f}M params), batch {batch} "
           f"of 3x32x32, {where}, torch {torch.__version__}\nmedian of {repeats} interleaved steps after {warmup} "
-          "warm-up round(s); peak MiB = tensor memory allocated during one step above that before it", flush=True)
+          "warm-up round(s); CPU ms = the process's CPU time; peak MiB = tensor memory allocated during one step "
+          "above that before it", flush=True)
     costs = measure_steps(penalty_steps(model, x, y), device, repeats=repeats, warmup=warmup)
     print(cost_table(costs, reference="plain"))
-    ratio = costs[1].median_ms / costs[0].median_ms
+    fd = ratios(costs, "plain")["GNP forward"]
+    clock, ratio = ("CPU time", fd["cpu_time"]) if fd["cpu_time"] is not None else ("wall time", fd["time"])
     verdict = "met" if ratio <= FD_TARGET else "NOT met"
-    print(f"target GNP forward <= {FD_TARGET}x plain: {verdict} ({ratio:.2f}x; the floor is 2 passes)", flush=True)
+    print(f"target GNP forward <= {FD_TARGET}x plain ({clock}): {verdict} ({ratio:.2f}x; the floor is 2 passes)",
+          flush=True)
     return costs

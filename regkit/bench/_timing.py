@@ -4,7 +4,10 @@
 rotates each round, after warm-up rounds, and reports the median and quartiles of its wall time
 (on CUDA the clock is read between ``torch.cuda.synchronize()`` calls, so a step's queued kernels
 count). Interleaving spreads slow drifts of a shared machine (other processes, clocks, caches) over
-all candidates, so ratios measured in one run stay comparable even when absolute times wander.
+all candidates, so ratios measured in one run stay comparable even when absolute times wander. On
+the CPU the process's CPU time per step is reported too: on a machine shared with other jobs it is
+far steadier than the wall time (it does not count the time the process waited for a core), and
+with one thread it is the work the step did.
 
 Memory is the working memory of one step: the peak of tensor memory allocated during it minus the
 memory allocated just before it (weights, optimizer state and the batch, which exist before and
@@ -32,13 +35,15 @@ _MEASURED = "regkit.bench.measured_step"
 
 @dataclass(frozen=True)
 class StepCost:
-    """What one candidate's steps cost: times in ms over ``repeats`` steps, ``peak_mib`` (None: not measured)."""
+    """One candidate's cost over ``repeats`` steps: wall-time median and quartiles (ms), the median CPU
+    time of the process per step (ms; CPU only, else None) and ``peak_mib`` (None: not measured)."""
 
     name: str
     median_ms: float
     q1_ms: float
     q3_ms: float
     repeats: int
+    cpu_median_ms: float | None
     peak_mib: float | None
 
 
@@ -108,37 +113,56 @@ def measure_steps(steps: Mapping[str, Callable[[], object]], device: str | torch
             raise ValueError(f"{name} must be an int >= {1 if name == 'repeats' else 0}, got {value!r}")
     device = torch.device(device)
     names = list(steps)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(warmup + repeats):
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
             synchronize(device)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             steps[name]()
             synchronize(device)
             if round_ >= warmup:
-                times[name].append(time.perf_counter() - start)
+                wall[name].append(1e3 * (time.perf_counter() - start))
+                cpu[name].append(1e3 * (time.process_time() - cpu_start))
     costs = []
     for name in names:
-        t = sorted(1e3 * s for s in times[name])
+        t = sorted(wall[name])
         q1, _, q3 = statistics.quantiles(t, n=4, method="inclusive") if len(t) > 1 else (t[0], t[0], t[0])
+        cpu_median = statistics.median(cpu[name]) if device.type == "cpu" else None
         peak = peak_step_memory(steps[name], device) if memory else None
-        costs.append(StepCost(name, statistics.median(t), q1, q3, len(t), None if peak is None else peak / MIB))
+        costs.append(StepCost(name, statistics.median(t), q1, q3, len(t), cpu_median,
+                              None if peak is None else peak / MIB))
     return costs
 
 
-def cost_table(costs: list[StepCost], reference: str | None = None) -> str:
-    """A text table: ms/step (IQR), ratio to ``reference`` (default the first), peak MiB and its ratio."""
-    base = next((c for c in costs if c.name == (reference or costs[0].name)), None)
+def ratios(costs: list[StepCost], reference: str) -> dict[str, dict[str, float | None]]:
+    """``{name: {"time": wall ratio, "cpu_time": CPU-time ratio or None, "memory": ratio or None}}``."""
+    base = next((c for c in costs if c.name == reference), None)
     if base is None:
         raise ValueError(f"reference={reference!r} is not one of {[c.name for c in costs]}")
-    width = max(len(c.name) for c in costs) + 2
-    lines = [f"{'method':<{width}}{'ms/step':>10}{'IQR ms':>16}{'x ' + base.name:>{len(base.name) + 8}}"
-             f"{'peak MiB':>11}{'x ' + base.name:>{len(base.name) + 8}}"]
+
+    def ratio(value, ref):
+        return value / ref if value is not None and ref else None
+
+    return {c.name: {"time": c.median_ms / base.median_ms, "cpu_time": ratio(c.cpu_median_ms, base.cpu_median_ms),
+                     "memory": ratio(c.peak_mib, base.peak_mib)} for c in costs}
+
+
+def cost_table(costs: list[StepCost], reference: str | None = None) -> str:
+    """A text table: wall ms/step (IQR) and its ratio to ``reference`` (default the first candidate), CPU
+    ms/step and its ratio (CPU device), peak MiB and its ratio; "n/a" where not measured."""
+    reference = reference or costs[0].name
+    rel = ratios(costs, reference)
+    x = f"x {reference}"
+    w, r = max(len(c.name) for c in costs) + 2, len(x) + 2
+    lines = [f"{'method':<{w}}{'ms/step':>10}{'IQR ms':>18}{x:>{r}}{'CPU ms/step':>13}{x:>{r}}{'peak MiB':>10}{x:>{r}}"]
     for c in costs:
         iqr = f"{c.q1_ms:.1f}-{c.q3_ms:.1f}"
+        cpu = f"{c.cpu_median_ms:.1f}" if c.cpu_median_ms is not None else "n/a"
         mem = f"{c.peak_mib:.1f}" if c.peak_mib is not None else "n/a"
-        mem_ratio = f"{c.peak_mib / base.peak_mib:.2f}" if c.peak_mib is not None and base.peak_mib else "n/a"
-        lines.append(f"{c.name:<{width}}{c.median_ms:>10.1f}{iqr:>16}{c.median_ms / base.median_ms:>{len(base.name) + 8}.2f}"
-                     f"{mem:>11}{mem_ratio:>{len(base.name) + 8}}")
+        cpu_ratio, mem_ratio = (f"{v:.2f}" if v is not None else "n/a" for v in (rel[c.name]["cpu_time"],
+                                                                                   rel[c.name]["memory"]))
+        lines.append(f"{c.name:<{w}}{c.median_ms:>10.1f}{iqr:>18}{rel[c.name]['time']:>{r}.2f}{cpu:>13}{cpu_ratio:>{r}}"
+                     f"{mem:>10}{mem_ratio:>{r}}")
     return "\n".join(lines)
