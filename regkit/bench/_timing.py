@@ -103,7 +103,8 @@ def measure_steps(steps: Mapping[str, Callable[[], object]], device: str | torch
     """Median and quartiles of each candidate's step time, interleaved, and its working memory.
 
     ``steps``: name -> a callable taking one step (e.g. ``lambda: opt.step(closure)``). ``warmup``
-    untimed rounds come first; then ``repeats`` timed rounds. With ``memory``, one more step of each
+    untimed rounds come first; then ``repeats`` timed rounds (a multiple of the number of candidates
+    puts every candidate equally often in every position). With ``memory``, one more step of each
     candidate runs alone for :func:`peak_step_memory`. Returns one :class:`StepCost` per candidate.
     """
     if not steps:
