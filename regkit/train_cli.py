@@ -30,7 +30,8 @@ from regkit.train import seed_everything, train, warmup_cosine
 
 OPTIMIZERS = sorted(name for name in regkit.optim.__all__
                     if inspect.isclass(getattr(regkit.optim, name))
-                    and issubclass(getattr(regkit.optim, name), torch.optim.Optimizer))
+                    and issubclass(getattr(regkit.optim, name), torch.optim.Optimizer)
+                    and name != "Graft")  # Graft needs a magnitude per step from a second run: Python only
 IMAGE_MODELS = sorted(name for name in MODELS if name not in ("onehot_mlp", "grok_transformer"))  # token models
 EVAL_BATCH = 1000
 
@@ -73,6 +74,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def build_optimizer(args: argparse.Namespace, model: torch.nn.Module, verbose: bool) -> torch.optim.Optimizer:
+    """The ``--optimizer``: decay through `param_groups`; AdamCPR groups the model itself (bounds, no decay)."""
+    cls = getattr(regkit.optim, args.optimizer)
+    if cls is regkit.optim.AdamCPR:
+        if args.weight_decay:
+            raise SystemExit("AdamCPR has no weight decay: set its bounds with --opt-arg kappa_init_method=... "
+                             "--opt-arg kappa_init_param=...")
+        return cls(model, lr=args.lr, **dict(args.opt_arg))
+    return cls(param_groups(model, args.weight_decay, verbose=verbose), lr=args.lr, **dict(args.opt_arg))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     init_from_env()
@@ -81,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_images(args.data, train_size=args.train_size, verbose=main_process)
     seed_everything(args.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     model = build_model(args.model, data.num_classes, data.in_channels, data.image_size, **dict(args.model_arg))
-    optimizer = getattr(regkit.optim, args.optimizer)(
-        param_groups(model, args.weight_decay, verbose=main_process), lr=args.lr, **dict(args.opt_arg))
+    optimizer = build_optimizer(args, model, verbose=main_process)
     shard = {"rank": rank(), "world_size": world_size(), "device": device, "mean": data.mean, "std": data.std}
     train_loader = DeviceLoader(data.x_train, data.y_train, args.batch_size, augment=args.augment, seed=args.seed,
                                 **shard)

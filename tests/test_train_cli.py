@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 
@@ -9,8 +10,10 @@ import pytest
 import torch
 
 from regkit.course.runner import REPO_ROOT
-from regkit.train import load_checkpoint
-from regkit.train_cli import key_value, main
+from regkit.data import load_images
+from regkit.models import build_model
+from regkit.train import load_checkpoint, seed_everything
+from regkit.train_cli import OPTIMIZERS, key_value, main
 
 ARGS = ["--data", "synthetic", "--train-size", "256", "--model", "mlp", "--model-arg", "hidden=(32,)",
         "--optimizer", "SGD", "--opt-arg", "momentum=0.9", "--lr", "0.05", "--weight-decay", "1e-3",
@@ -50,3 +53,25 @@ def test_unknown_optimizer_lists_the_choices(capsys):
     with pytest.raises(SystemExit):
         main(["--optimizer", "Adagrad"])
     assert "invalid choice: 'Adagrad' (choose from" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_listed_optimizer_trains_from_the_shell(name, tmp_path):
+    head = ARGS[:ARGS.index("--optimizer")]
+    assert main([*head, "--optimizer", name, "--lr", "0.01", "--batch-size", "32", "--steps", "4", "--eval-every", "2",
+                 "--device", "cpu", "--no-progress", "--seed", "3", "--out", str(tmp_path / "run.json"),
+                 "--checkpoint", str(tmp_path / "run.pt")]) == 0
+    data = load_images("synthetic", train_size=256, verbose=False)
+    seed_everything(3)
+    initial = build_model("mlp", data.num_classes, data.in_channels, data.image_size, hidden=(32,)).state_dict()
+    trained = load_checkpoint(tmp_path / "run.pt")["model"]
+    assert all(torch.isfinite(v).all() for v in trained.values())
+    assert any(not torch.equal(trained[k], initial[k]) for k in initial)  # the optimizer stepped
+    rows = json.loads((tmp_path / "run.json").read_text())["rows"]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4] and all(math.isfinite(r["train_loss"]) for r in rows)
+
+
+def test_adamcpr_refuses_a_weight_decay_with_the_way_to_set_its_bounds():
+    args = [*ARGS[:ARGS.index("--optimizer")], "--optimizer", "AdamCPR", "--weight-decay", "0.1", "--steps", "1"]
+    with pytest.raises(SystemExit, match="AdamCPR has no weight decay: set its bounds with --opt-arg"):
+        main(args)
