@@ -14,6 +14,7 @@ skipped, except in CI (``CI`` set), where it fails.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -95,7 +96,14 @@ def _wait_for_status(url: str, token: str, server: subprocess.Popen, log: Path) 
 
 
 def _stop(server: subprocess.Popen) -> None:
-    """SIGTERM to the server (it shuts its kernels down), then SIGKILL to whatever is left of its process group."""
+    """SIGTERM to the server (it shuts its kernels down), then SIGKILL to whatever is left: its process
+    group and its descendants (jupyter_client starts each kernel in a session of its own)."""
+    import psutil
+
+    try:
+        descendants = psutil.Process(server.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
     if server.poll() is None:
         server.terminate()
         try:
@@ -104,13 +112,24 @@ def _stop(server: subprocess.Popen) -> None:
             server.kill()
             server.wait(timeout=5)
     try:
-        os.killpg(server.pid, signal.SIGKILL)  # the group the server leads: kernels it failed to stop
+        os.killpg(server.pid, signal.SIGKILL)  # the group the server leads
     except ProcessLookupError:
         pass
+    _, alive = psutil.wait_procs(descendants, timeout=5)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
 
 
 @pytest.fixture
-def lab(tmp_path):
+def chromium() -> Path:
+    return require_chromium()
+
+
+@pytest.fixture
+def lab(chromium, tmp_path):
+    """JupyterLab of this venv (``sys.executable -m jupyterlab``) on 127.0.0.1; stopped at teardown."""
     root = tmp_path / "root"
     root.mkdir()
     shutil.copy(NOTEBOOK, root)  # the server autosaves into this copy, never into the repository
@@ -152,8 +171,21 @@ def displayed_png(img) -> bytes:
     return base64.b64decode(img.evaluate(PNG_OF_IMG))
 
 
-def test_notebook_08_slider_changes_the_displayed_picture(lab, tmp_path):
-    chromium = require_chromium()
+def settled_png(page, image, timeout_s: float = 30) -> bytes:
+    """The displayed PNG once the kernel is idle and the picture stayed the same for a second."""
+    idle = re.compile(r"Python 3.*\| Idle")
+    deadline = time.monotonic() + timeout_s
+    previous = displayed_png(image.element_handle())
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(1000)
+        current = displayed_png(image.element_handle())
+        if current == previous and idle.search(page.locator("#jp-main-statusbar").inner_text()):
+            return current
+        previous = current
+    pytest.fail(f"the demo's picture did not settle within {timeout_s} s")
+
+
+def test_notebook_08_slider_changes_the_displayed_picture(chromium, lab, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     screenshot = tmp_path / "08_classroom_demos.png"
@@ -180,17 +212,17 @@ def test_notebook_08_slider_changes_the_displayed_picture(lab, tmp_path):
             handle, readout = demo.locator(".noUi-handle").first, demo.locator(".widget-readout").first
             image = demo.locator("img").first
             expect(image).to_have_attribute("src", re.compile(r"^(blob|data):"), timeout=30_000)
-            before, before_readout = displayed_png(image.element_handle()), readout.inner_text()
+            # sliders may snap their value onto their grid when first rendered (a redraw): wait it out
+            before, before_readout = settled_png(page, image), readout.inner_text()
             assert before.startswith(b"\x89PNG\r\n\x1a\n")
 
             handle.focus()
             handle.press("ArrowRight")
             expect(readout).not_to_have_text(before_readout, timeout=10_000)
             deadline = time.monotonic() + 30
-            after = before
-            while after == before and time.monotonic() < deadline:
+            while displayed_png(image.element_handle()) == before and time.monotonic() < deadline:
                 page.wait_for_timeout(200)
-                after = displayed_png(image.element_handle())
+            after = settled_png(page, image)
             page.screenshot(path=str(screenshot), full_page=False)
             assert after.startswith(b"\x89PNG\r\n\x1a\n")
             assert after != before, f"the picture did not change after the slider moved ({before_readout} -> {readout.inner_text()})"
