@@ -10,6 +10,7 @@ in JupyterLab, a static picture of its first state when executed headless by the
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Callable, Iterator
 from unittest import mock
 
@@ -32,6 +33,13 @@ def _images(widget) -> list:
     if isinstance(widget, ipywidgets.Image):
         return [widget]
     return [im for child in getattr(widget, "children", ()) for im in _images(child)]
+
+
+def figure_png(figure, dpi: int = 80) -> bytes:
+    """A matplotlib ``Figure`` (built without pyplot) as PNG bytes for an ``ipywidgets.Image``."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
 
 
 def show(build: Callable, *args, **kwargs):

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import functools
-import io
 import math
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 
 from regkit._validate import check_number
 from regkit.optim import AdamCPR
+from regkit.widgets import figure_png
 
 TARGET = (1.6, 1.2)  # w*, ||w*||^2 = 4: bounds below 4 bind
 
@@ -81,9 +81,7 @@ def render_png(run: dict[str, np.ndarray], kappa: float, dpi: int = 90) -> bytes
 
     figure = Figure(figsize=(12, 3.4), layout="constrained")
     draw(figure.subplots(1, 3), run, kappa)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
+    return figure_png(figure, dpi)
 
 
 def cpr_widget(kappa: float = 1.0, kappa_update: float = 1.0, steps: int = 300):

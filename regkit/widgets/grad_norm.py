@@ -20,7 +20,6 @@ precision toggle. Everything is computed by the real :class:`regkit.penalties.GN
 from __future__ import annotations
 
 import functools
-import io
 import math
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 
 from regkit.penalties import gradient_norm, update_gradient
+from regkit.widgets import figure_png
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DEFAULT_POINT = (-0.55, 0.45)
@@ -210,12 +210,6 @@ def describe(demo: GradNormDemo) -> str:
             f"{demo.error_forward:.2e}, central {demo.error_central:.2e}; angle to the plain gradient: "
             f"SAM {_angle(demo.sam_gradient, demo.gradient):.1f}°, GNP {_angle(demo.update, demo.gradient):.1f}°, "
             f"exact penalty {_angle(demo.exact_update, demo.gradient):.1f}°")
-
-
-def figure_png(fig: Figure, dpi: int = 80) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
 
 
 def grad_norm_widget(point=DEFAULT_POINT, r: float = 0.1, alpha: float = 0.8, dtype: str = "float64"):

@@ -8,13 +8,13 @@ the learning rate, the momentum and the projection.
 
 from __future__ import annotations
 
-import io
 from functools import lru_cache
 
 import numpy as np
 
 from regkit.optim import SGD, SGDP
 from regkit.scale_invariance import cosine_objective, trajectory, unit_vector
+from regkit.widgets import figure_png
 
 MAX_STEPS = 2000
 
@@ -89,9 +89,7 @@ def draw(curves: dict[str, np.ndarray], lr: float, momentum: float, project: boo
 
 def render_png(curves: dict[str, np.ndarray], lr: float, momentum: float, project: bool, dpi: int = 80) -> bytes:
     """`draw` on a figure of its own, as PNG bytes."""
-    buffer = io.BytesIO()
-    draw(curves, lr, momentum, project).savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
+    return figure_png(draw(curves, lr, momentum, project), dpi)
 
 
 def scale_invariance_widget(steps: int = 100):

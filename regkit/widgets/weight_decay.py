@@ -23,7 +23,6 @@ for Adam), the optimizer and the L2/decoupled toggle.
 from __future__ import annotations
 
 import functools
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +30,7 @@ import torch
 
 from regkit._validate import check_number
 from regkit.optim import SGD, Adam
+from regkit.widgets import figure_png
 
 CURVATURES = (1.0, 0.05)
 TARGET = (1.5, 3.0)
@@ -188,9 +188,7 @@ def render_png(paths: DecayPaths, decay: str, dpi: int = 90) -> bytes:
 
     fig = Figure(figsize=(6.0, 5.4), layout="constrained")
     draw_paths(paths, decay, fig.add_subplot())
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
+    return figure_png(fig, dpi)
 
 
 def weight_decay_widget(steps: int = 150):
