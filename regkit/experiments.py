@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from regkit.course import record
@@ -171,6 +171,17 @@ def run_methods(methods: Sequence[Method], data: ImageDataset, model: Callable[[
             )
             runs.append(Run(method, seed, batch, history, attached))
     return runs
+
+
+def probe_batch(data: ImageDataset, size: int, device: str | torch.device | None = None) -> tuple[Tensor, Tensor]:
+    """The first ``size`` training images, normalized as in training (no augmentation), and their labels,
+    as one batch on ``device``: a fixed batch that measures every run the same way (e.g. for
+    ``regkit.penalties.micro_grad_norm_hook``)."""
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= len(data.x_train):
+        raise ValueError(f"size must be an int in [1, {len(data.x_train)}] (training images), got {size!r}")
+    loader = DeviceLoader(data.x_train[:size], data.y_train[:size], size, shuffle=False, device=device,
+                          mean=data.mean, std=data.std)
+    return next(iter(loader))
 
 
 def runs_frame(runs: Sequence[Run]) -> pd.DataFrame:

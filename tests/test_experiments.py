@@ -9,7 +9,15 @@ import torch
 
 from regkit.course import recording
 from regkit.data import DeviceLoader, synthetic_images
-from regkit.experiments import Method, comparison_table, record_comparison, run_methods, runs_frame, select
+from regkit.experiments import (
+    Method,
+    comparison_table,
+    probe_batch,
+    record_comparison,
+    run_methods,
+    runs_frame,
+    select,
+)
 from regkit.models import build_model
 from regkit.optim import SGD, AdamW
 from regkit.references import REFERENCES
@@ -133,3 +141,12 @@ def test_compiled_model_trains_like_the_eager_one():
     assert list(compiled.attached.state_dict()) == list(plain.attached.state_dict())
     for p, q in zip(plain.attached.parameters(), compiled.attached.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+def test_probe_batch_is_the_first_training_images_normalized_as_in_training():
+    x, y = probe_batch(DATA, 5, "cpu")
+    mean, std = torch.tensor(DATA.mean).view(1, -1, 1, 1), torch.tensor(DATA.std).view(1, -1, 1, 1)
+    torch.testing.assert_close(x, (DATA.x_train[:5].float() / 255 - mean) / std)
+    assert torch.equal(y, DATA.y_train[:5])
+    with pytest.raises(ValueError, match=r"size must be an int in \[1, 64\]"):
+        probe_batch(DATA, 65)
