@@ -13,7 +13,9 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from regkit.penalties import GNP, SAM, gr_warmup, gradient_norm
+import regkit.optim
+from regkit import param_groups
+from regkit.penalties import GNP, SAM, gr_warmup, gradient_norm, update_gradient
 from regkit.penalties.grad_norm import combine_, inverse_norms, perturb_
 
 torch.set_num_threads(1)
@@ -179,6 +181,27 @@ def test_update_gradient_is_the_paper_combination():
     opt = GNP(model.parameters(), torch.optim.SGD, alpha=alpha, r=r, mix="official", lr=0.0)
     opt.step(make_closure(model, x, y))
     torch.testing.assert_close(grads_of(model), (1 - alpha) * v + alpha * g_plus, rtol=1e-12, atol=1e-14)
+
+
+def test_update_gradient_leaves_the_weights_and_returns_the_step_gradient():
+    """alpha = 0: g; alpha = 1: g(theta + r v); exact: (d - g) / lam = H v; the weights never move."""
+    model, x, y = tanh_net()
+    theta = [p.detach().clone() for p in model.parameters()]
+    g, H, _ = gradient_and_hessian(model, x, y)
+    v = g / g.norm()
+    r = 0.05
+    trial = copy.deepcopy(model)
+    torch.nn.utils.vector_to_parameters(flat(theta) + r * v, trial.parameters())
+    make_closure(trial, x, y)()
+    plain = update_gradient(model.parameters(), make_closure(model, x, y), alpha=0.0)
+    sam = update_gradient(model.parameters(), make_closure(model, x, y), alpha=1.0, r=r)
+    exact = update_gradient(model.parameters(), make_closure(model, x, y, backward=False), alpha=2.0, r=r,
+                            difference="exact")
+    torch.testing.assert_close(flat(plain), g, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(flat(sam), grads_of(trial), rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close((flat(exact) - g) / (2.0 * r), H @ v, rtol=1e-9, atol=1e-12)
+    assert all(torch.equal(p, t) for p, t in zip(model.parameters(), theta, strict=True))
+    assert [d.data_ptr() for d in exact] == [p.grad.data_ptr() for p in model.parameters()]
 
 
 # ---------------------------------------------------------------- special cases: base optimizer, SAM
@@ -482,6 +505,27 @@ def test_lr_scheduler_and_state_are_shared_with_the_base():
     assert opt.base_optimizer.param_groups[0]["lr"] == 0.05
     assert opt.state is opt.base_optimizer.state and "momentum_buffer" in opt.state[model[0].weight]
     assert opt.param_groups[0]["gnp_alpha"] == 0.8 and opt.param_groups[0]["gnp_r"] == 0.1
+
+
+@pytest.mark.parametrize("regkit_base, torch_base, kwargs", [
+    (regkit.optim.SGD, torch.optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
+    (regkit.optim.AdamW, torch.optim.AdamW, dict(lr=1e-2, betas=(0.9, 0.99))),
+])
+def test_regkit_optimizer_bases_with_param_groups_match_torch_bases(regkit_base, torch_base, kwargs):
+    """GNP around regkit.optim (decay / no-decay groups from regkit.param_groups) == around torch.optim."""
+    model, x, y = dropout_net(batchnorm=True)
+    twin = copy.deepcopy(model)
+    opts = [GNP(param_groups(m, weight_decay=0.05, verbose=False), base, alpha=0.8, r=0.05, warmup="lambda",
+                warmup_steps=2, model=m, **kwargs)
+            for m, base in ((model, regkit_base), (twin, torch_base))]
+    assert [g["weight_decay"] for g in opts[0].param_groups] == [0.05, 0.0]
+    for step in range(4):
+        for m, opt in zip((model, twin), opts, strict=True):
+            torch.manual_seed(step)
+            opt.step(make_closure(m, x, y, F.cross_entropy))
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-14, atol=1e-16)
+    assert opts[0].state_dict()["num_steps"] == 4
 
 
 @pytest.mark.parametrize("kwargs", [dict(difference="central", normalize="layer"), dict(mix="official")])

@@ -448,6 +448,37 @@ class GNP(Optimizer):
         self.num_steps = num_steps
 
 
+class _Hold(Optimizer):
+    """A base optimizer that never moves the weights (for :func:`update_gradient`)."""
+
+    def __init__(self, params):
+        super().__init__(params, {})
+
+    def step(self, closure=None):
+        return None
+
+
+def update_gradient(params, closure: Callable[[], Tensor], **gnp_kwargs) -> list[Tensor | None]:
+    """The gradient ``d`` that one :class:`GNP` step hands its base optimizer, at the current weights.
+
+    Takes the passes of a real ``GNP(params, ..., **gnp_kwargs).step(closure)`` (so ``d`` carries the
+    same truncation and round-off error), with a base optimizer that does not move: the weights are
+    left exactly as they were. ``params``: an iterable of tensors; ``closure`` as for :class:`GNP`.
+    Returns ``d`` per parameter (None where the loss does not reach it);
+    the tensors are the parameters' new ``.grad``. With ``lam = alpha r`` and ``g`` the plain gradient:
+    ``alpha=0`` gives ``g``; ``alpha=1`` gives SAM's ``g(theta + r v)`` (forward); ``(d - g) / lam`` is
+    the finite-difference estimate of ``H v`` (forward or central) or, with ``difference="exact"``,
+    ``H v`` by double backprop. Example::
+
+        g = update_gradient(model.parameters(), closure, alpha=0.0)
+        d = update_gradient(model.parameters(), closure, alpha=1.0, r=1e-3)
+        hv = [(a - b) / 1e-3 for a, b in zip(d, g)]   # (g(theta + r v) - g(theta)) / r
+    """
+    params = list(params)
+    GNP(params, _Hold, **gnp_kwargs).step(closure)
+    return [p.grad for p in params]
+
+
 class SAM(GNP):
     """Sharpness-aware minimization (Foret et al., ICLR 2021) = ``GNP(alpha=1, r=rho)``.
 
