@@ -13,8 +13,9 @@ autocast with channels_last tensors; ``--compile`` adds a row with the model com
 median images/s and each row's ratio to the fastest plain-loop row. The target on CUDA is a ratio
 >= 2 for the fastest regkit row.
 
-CUDA: full width (64) at batch 128 and 512. CPU: training dominates, so the loader hardly matters and a
-narrow ResNet-18 (``--width``, default 8) keeps the table to a minute on one thread; ``--quick`` takes seconds.
+CUDA: full width (64) at batch 128 and 512. CPU: training dominates, so the loader hardly matters; a
+narrow ResNet-18 (``--width``, default 8) at batch 128 keeps the table to about a minute on one thread;
+``--quick`` takes seconds.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from regkit.bench._timing import synchronize
 from regkit.bench.loader import MEAN, STD, PerSampleCropFlip
 from regkit.data import DeviceLoader
 from regkit.device import resolve_device
@@ -47,11 +49,6 @@ class Row:
     plain: bool
     make: Callable[[], Callable[[torch.nn.Module, torch.optim.Optimizer, int], None]]
     compiled: bool = False
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def plain_loop(x: torch.Tensor, y: torch.Tensor, batch: int, workers: int, device: torch.device):
@@ -73,7 +70,7 @@ def plain_loop(x: torch.Tensor, y: torch.Tensor, batch: int, workers: int, devic
             optimizer.zero_grad(set_to_none=True)
             F.cross_entropy(model(xb), yb).backward()
             optimizer.step()
-        _sync(device)
+        synchronize(device)
 
     return run
 
@@ -121,7 +118,7 @@ def measure(rows: list[Row], model_fn: Callable[[], torch.nn.Module], device: to
     for _ in range(repeats):
         for row in rows:
             model, optimizer, run = states[row.label]
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             run(model, optimizer, steps)
             rates[row.label].append(steps * batch / (time.perf_counter() - start))
@@ -132,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, int], dict[str, float
     parser = argparse.ArgumentParser(prog="python -m regkit.bench train", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="seconds: width 4, batch 32, 2 timed steps")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available, else cpu)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default 128 512 (quick: 32)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default: 128 512 on CUDA, 128 on CPU (quick: 32)")
     parser.add_argument("--width", type=int, default=None, help="ResNet-18 width (default: 64 on CUDA, 8 on CPU)")
     parser.add_argument("--images", type=int, default=None,
                         help="images per timing (default: 65536 on CUDA, 1024 on CPU; quick: 2 steps)")
@@ -145,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, int], dict[str, float
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
-    batches = args.batch_sizes or ([32] if args.quick else [128, 512])
+    batches = args.batch_sizes or ([32] if args.quick else [128, 512] if cuda else [128])
     width = args.width or (4 if args.quick else 64 if cuda else 8)
     repeats = args.repeats or (1 if args.quick else 3)
     fast = cuda if args.fast is None else args.fast
