@@ -1,0 +1,162 @@
+"""The course papers' training recipes: their published settings as data, their compared methods as
+``regkit.experiments.Method`` factories.
+
+A notebook's full profile runs these settings (its quick profile shrinks them); the published
+results are in ``regkit.references`` under the keys that ``*_REFERENCES`` map each method to.
+Sources: the project's METHODS.md and the papers' public code, named at each recipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch.nn.functional as F
+from torch import nn
+from torch.optim import Optimizer
+
+from regkit.experiments import Method
+from regkit.optim import SGD, AdamAdaDecay, AdamAWD, AdamCPR, AdamW, JointNormRescaler
+from regkit.param_groups import param_groups
+from regkit.penalties import MicroBatchStats, microbatch_grad_fn
+from regkit.references import REFERENCES
+
+# --- Franke et al., Constrained Parameter Regularization (NeurIPS 2024): CIFAR-100 ResNet-18 ---------------
+
+CPR_CIFAR100: dict[str, Any] = {
+    "dataset": "cifar100", "model": "resnet18", "width": 64, "steps": 20_000, "batch_size": 128, "lr": 1e-3,
+    "betas": (0.9, 0.98), "warmup": 500, "final_fraction": 0.1, "label_smoothing": 0.1, "augment": True,
+    "seeds": 3, "reg_step_size": 200, "reg_ema_decay": 0.99,
+}
+"""The paper's recipe (METHODS.md section 3): batch 128, 20k steps, Adam lr 1e-3 with betas (0.9, 0.98),
+500-step linear warmup then cosine to 10% of the lr, label smoothing 0.1, crop+flip; best test accuracy,
+mean of 3 seeds. ``reg_step_size``/``reg_ema_decay``: pytorch-cpr 0.3.1's inflection-point defaults."""
+
+CPR_REFERENCES = {key: f"cpr.cifar100.resnet18.{key}.acc" for key in ("adamw", "cpr_ip", "cpr_warm_start")}
+"""Method key -> the published (approximate, ~) CIFAR-100 accuracy it is compared with."""
+
+
+def cpr_methods(*, lr: float, warmup: int, betas: tuple[float, float] = (0.9, 0.98), reg_step_size: int = 200,
+                reg_ema_decay: float = 0.99, weight_decay: float = 0.1, awd_weight_decay: float = 0.02,
+                adadecay_weight_decay: float = 0.1, adadecay_alpha: float = 4.0, rescale_alpha: float = 0.8,
+                dependent_factor: float = 1.0) -> list[Method]:
+    """The CPR paper's CIFAR comparison: AdamW, AdamCPR with three bounds, and its three baselines.
+
+    * ``AdamW``: decoupled decay ``weight_decay`` on matrices (biases and norms exempt, `param_groups`).
+    * ``AdamCPR`` (l2 bounds on every matrix): inflection point (no hyperparameter); warm start after
+      ``2 * warmup`` steps (the paper's best CIFAR-100 run: s = 1k = 2x the warmup); dependent
+      ``kappa = dependent_factor * R(w_0)``.
+    * ``AdamAWD`` (``awd_weight_decay``), ``AdamAdaDecay`` (``adadecay_weight_decay``, ``adadecay_alpha``).
+    * ``AdamW + rescaling``: weight 0, matrices scaled by ``rescale_alpha`` at the start and their joint
+      norm held there (`JointNormRescaler`).
+
+    The decay coefficients are the course's choices (notebook 03), not tuned per run.
+    """
+    cpr = dict(lr=lr, betas=betas, reg_step_size=reg_step_size, reg_ema_decay=reg_ema_decay, verbose=False)
+
+    def rescaled(model: nn.Module) -> Optimizer:
+        optimizer = AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=0.0)
+        JointNormRescaler(model, alpha=rescale_alpha).attach(optimizer)
+        return optimizer
+
+    return [
+        Method("AdamW", "adamw", lambda m: AdamW(param_groups(m, weight_decay, verbose=False), lr=lr, betas=betas)),
+        Method("AdamCPR (inflection point)", "cpr_ip",
+               lambda m: AdamCPR(m, kappa_init_method="inflection_point", **cpr)),
+        Method("AdamCPR (warm start)", "cpr_warm_start",
+               lambda m: AdamCPR(m, kappa_init_method="warm_start", kappa_init_param=2 * warmup, **cpr)),
+        Method("AdamCPR (dependent)", "cpr_dependent",
+               lambda m: AdamCPR(m, kappa_init_method="dependent", kappa_init_param=dependent_factor, **cpr)),
+        Method("AdamAWD", "awd",
+               lambda m: AdamAWD(param_groups(m, awd_weight_decay, verbose=False), lr=lr, betas=betas)),
+        Method("AdamAdaDecay", "adadecay",
+               lambda m: AdamAdaDecay(param_groups(m, adadecay_weight_decay, verbose=False), lr=lr, betas=betas,
+                                      alpha=adadecay_alpha)),
+        Method("AdamW + rescaling", "adamw_rescaling", rescaled),
+    ]  # fmt: skip
+
+
+# --- Novack et al., implicit regularization of SGD (ICLR 2023): ResNet-18 on CIFAR-10/100 -------------------
+
+NOVACK_SETTING: dict[str, Any] = {
+    "model": "resnet18", "width": 64, "train_size": 40_000, "batch_size": 5120, "micro_batch_size": 128,
+    "steps": 5000, "augment": True,
+}
+"""Plain SGD (no momentum, no weight decay, constant lr) on the first 40k training images; a large batch
+of 5120 = 40 micro-batches of 128 (ghost BatchNorm); every run stops at step 5000 (the authors' code)."""
+
+NOVACK_RESNET18: dict[str, dict[str, Any]] = {
+    "cifar10": {"lr": {"sb": 0.1, "lb": 0.1, "reg": 0.1, "graft": 0.1, "ngd": 0.2626},
+                "lam": {"gn": 0.01, "fisher": 0.01, "avg_jacobian": 1e-3, "unit_jacobian": 1e-3},
+                "sweep": [(2560, "gn", 0.5, 0.0025)]},
+    "cifar100": {"lr": {"sb": 0.1, "lb": 0.5, "reg": 0.1, "graft": 0.1, "ngd": 0.3951},
+                 "lam": {"gn": 0.01, "fisher": 0.01, "avg_jacobian": 5e-5, "unit_jacobian": 1e-3},
+                 "sweep": [(2560, "fisher", 0.1, 0.01)]},
+}  # fmt: skip
+"""Learning rates (small batch, large batch, penalized, grafting, NGD), penalty weights and the
+micro-batch sweep ``(micro-batch, penalty, lr, lambda)`` of the authors' README
+(github.com/acmi-lab/imp-regularizers)."""
+
+PENALTY_KEYS = {None: "", "gn": "gn", "fisher": "ft", "avg_jacobian": "aj", "unit_jacobian": "uj"}
+PENALTY_LABELS = {"gn": "GN", "fisher": "FT", "avg_jacobian": "AJ", "unit_jacobian": "UJ"}
+
+
+def novack_reference(dataset: str, key: str, model: str = "resnet18") -> str | None:
+    """The key of Novack et al.'s published accuracy for ``dataset`` ("cifar10"/"cifar100") and method
+    ``key`` (e.g. "lb_gn"), or None when the paper has none."""
+    name = f"novack.{dataset}.{model}.{key}.acc"
+    return name if name in REFERENCES else None
+
+
+def microbatch_sgd_method(name: str, key: str, *, lr: float, batch_size: int, micro_batch_size: int,
+                          penalty: str | None = None, lam: float = 0.0,
+                          optimizer: Callable[[Sequence[nn.Parameter], float], Optimizer] | None = None,
+                          on_stats: Callable[[MicroBatchStats, nn.Module, Optimizer], None] | None = None,
+                          loss_fn: Callable = F.cross_entropy) -> Method:
+    """A batch of ``batch_size`` as micro-batches of ``micro_batch_size`` (ghost BatchNorm), with an
+    optional per-micro-batch ``penalty`` of weight ``lam`` (`regkit.penalties.microbatch_grad_fn`).
+
+    ``optimizer(params, lr)``: default plain SGD (no momentum, no weight decay). ``on_stats(stats,
+    model, optimizer)``: called with each step's micro-batch statistics (e.g. iterative grafting).
+    """
+    make = optimizer or (lambda params, lr: SGD(params, lr=lr))
+
+    def grad_fn(model: nn.Module, opt: Optimizer):
+        callback = None if on_stats is None else (lambda stats: on_stats(stats, model, opt))
+        return microbatch_grad_fn(loss_fn, micro_batch_size, penalty, lam, on_stats=callback)
+
+    return Method(name, key, lambda m: make(m.parameters(), lr), batch_size=batch_size, grad_fn=grad_fn)
+
+
+def implicit_sgd_methods(*, lr: Mapping[str, float], lam: Mapping[str, float], batch_size: int,
+                         micro_batch_size: int, penalties: Sequence[str] = ("gn", "fisher")) -> list[Method]:
+    """Novack et al.'s comparison: small-batch SGD (batch = micro-batch, ``lr["sb"]``), large-batch SGD
+    (``lr["lb"]``) and large-batch SGD with each micro-batch penalty in ``penalties`` (``lr["reg"]``,
+    weight ``lam[penalty]``); keys ``sb_sgd``, ``lb_sgd``, ``lb_gn``, ``lb_ft``, ``lb_aj``, ``lb_uj``."""
+    unknown = [p for p in penalties if p not in PENALTY_LABELS]
+    if unknown:
+        raise ValueError(f"unknown penalties {unknown}; choose from {list(PENALTY_LABELS)}")
+    micro = dict(micro_batch_size=micro_batch_size)
+    methods = [
+        microbatch_sgd_method("SB SGD", "sb_sgd", lr=lr["sb"], batch_size=micro_batch_size, **micro),
+        microbatch_sgd_method("LB SGD", "lb_sgd", lr=lr["lb"], batch_size=batch_size, **micro),
+    ]
+    for penalty in penalties:
+        methods.append(microbatch_sgd_method(
+            f"LB+{PENALTY_LABELS[penalty]}", f"lb_{PENALTY_KEYS[penalty]}", lr=lr["reg"], batch_size=batch_size,
+            penalty=penalty, lam=lam[penalty], **micro))
+    return methods
+
+
+# --- Zhao, Zhang & Hu, gradient-norm penalty (ICML 2022): CIFAR ResNet -------------------------------------
+
+GNP_CIFAR: dict[str, Any] = {
+    "dataset": "cifar10", "model": "resnet18", "width": 64, "batch_size": 256, "epochs": 200, "lr": 0.1,
+    "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3, "warmup": 0, "r": 0.1, "alpha": 0.8,
+    "augment": True,
+}
+"""The official code's CIFAR ResNet recipe (github.com/zhaoyang-0204/gnp: ``recipes/resnet-cifar.sh``,
+``config/base_config.py``, ``training/training_core.py``): batch 256, 200 epochs, SGD with Nesterov
+momentum 0.9, lr 0.1 on a cosine schedule without warmup, L2 1e-3 added to the loss on every parameter
+(biases and BatchNorm included: ``weight_decay`` of ``SGD``), crop+flip, ``r = 0.1``, ``alpha = 0.8``.
+Not reproduced here: their global gradient clipping at norm 5 (``config.gradient_clipping``)."""

@@ -1,0 +1,95 @@
+"""regkit.recipes: the papers' method lists build the optimizers and gradient functions they describe."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from regkit.models import build_model
+from regkit.optim import SGD, AdamAdaDecay, AdamAWD, AdamCPR, AdamW
+from regkit.penalties import accumulate_microbatches
+from regkit.recipes import (
+    CPR_REFERENCES,
+    NOVACK_RESNET18,
+    cpr_methods,
+    implicit_sgd_methods,
+    microbatch_sgd_method,
+    novack_reference,
+)
+from regkit.references import REFERENCES
+
+
+def small_cnn(seed=0):
+    torch.manual_seed(seed)
+    return build_model("small_cnn", 4, 3, 8, width=2)
+
+
+def batch(n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 8, 8, generator=g), torch.randint(0, 4, (n,), generator=g)
+
+
+def test_cpr_methods_build_the_papers_seven_optimizers():
+    methods = cpr_methods(lr=1e-3, warmup=50, reg_step_size=10)
+    built = {m.key: m.optimizer(small_cnn()) for m in methods}
+    assert [type(built[k]) for k in ("adamw", "cpr_ip", "awd", "adadecay", "adamw_rescaling")] == [
+        AdamW, AdamCPR, AdamAWD, AdamAdaDecay, AdamW]
+    inits = {k: built[k].param_groups[0]["kappa_init_method"] for k in ("cpr_ip", "cpr_warm_start", "cpr_dependent")}
+    assert inits == {"cpr_ip": "inflection_point", "cpr_warm_start": "warm_start", "cpr_dependent": "dependent"}
+    assert built["cpr_warm_start"].param_groups[0]["kappa_init_param"] == 100  # 2 x the warmup
+    decays = {g["weight_decay"] for g in built["adamw"].param_groups}
+    assert decays == {0.1, 0.0}  # matrices decay, biases and BatchNorm gains do not
+    assert all(g["betas"] == (0.9, 0.98) for g in built["adamw"].param_groups)
+    assert set(CPR_REFERENCES.values()) <= set(REFERENCES)
+
+
+def test_the_rescaling_baseline_holds_the_scaled_joint_norm():
+    model = small_cnn()
+    before = math.sqrt(sum(p.square().sum().item() for p in model.parameters() if p.ndim >= 2))
+    optimizer = next(m for m in cpr_methods(lr=1e-2, warmup=5) if m.key == "adamw_rescaling").optimizer(model)
+    x, y = batch()
+    for _ in range(3):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    after = math.sqrt(sum(p.square().sum().item() for p in model.parameters() if p.ndim >= 2))
+    assert after == pytest.approx(0.8 * before, rel=1e-5)
+    assert all(g["weight_decay"] == 0.0 for g in optimizer.param_groups)
+
+
+def test_implicit_methods_compute_the_micro_batch_gradients_of_the_paper():
+    hp = NOVACK_RESNET18["cifar10"]
+    methods = implicit_sgd_methods(lr=hp["lr"], lam=hp["lam"], batch_size=8, micro_batch_size=2,
+                                   penalties=("gn", "fisher", "avg_jacobian", "unit_jacobian"))
+    assert [m.key for m in methods] == ["sb_sgd", "lb_sgd", "lb_gn", "lb_ft", "lb_aj", "lb_uj"]
+    assert [m.batch_size for m in methods] == [2, 8, 8, 8, 8, 8]
+    gn = methods[2]
+    x, y = batch()
+    model, reference = small_cnn(), small_cnn()
+    optimizer = gn.optimizer(model)
+    assert isinstance(optimizer, SGD) and optimizer.param_groups[0]["lr"] == hp["lr"]["reg"]
+    assert optimizer.param_groups[0]["momentum"] == 0 and optimizer.param_groups[0]["weight_decay"] == 0
+    loss = gn.grad_fn(model, optimizer)(model, x, y)
+    stats = accumulate_microbatches(reference, F.cross_entropy, x, y, 2, "gn", hp["lam"]["gn"], vectorized=False)
+    torch.testing.assert_close(loss, stats.loss.mean())
+    for p, q in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match=r"unknown penalties \['l2'\]"):
+        implicit_sgd_methods(lr=hp["lr"], lam=hp["lam"], batch_size=8, micro_batch_size=2, penalties=("l2",))
+
+
+def test_microbatch_method_hands_stats_model_and_optimizer_to_on_stats():
+    seen = []
+    method = microbatch_sgd_method("LB", "lb", lr=0.1, batch_size=8, micro_batch_size=4,
+                                   on_stats=lambda stats, model, opt: seen.append((stats.grad_norm.shape, model, opt)))
+    model = small_cnn()
+    optimizer = method.optimizer(model)
+    method.grad_fn(model, optimizer)(model, *batch())
+    assert seen == [(torch.Size([2]), model, optimizer)]
+
+
+def test_novack_reference_names_published_results_only():
+    assert novack_reference("cifar100", "lb_ft") == "novack.cifar100.resnet18.lb_ft.acc"
+    assert novack_reference("cifar10", "sb_sgd") in REFERENCES
+    assert novack_reference("cifar100", "lb_gn_micro2560") is None  # published for CIFAR-10 only
