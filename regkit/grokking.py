@@ -18,6 +18,7 @@ is the norm of all weights, Liu et al., ICLR 2023, arXiv:2210.01117).
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -49,6 +50,23 @@ METHODS = {
 }
 REGULARIZED = tuple(m for m in METHODS if m != "adam")
 HISTORIES_FORMAT = "regkit.grokking.histories/1"
+
+# The notebook's profiles (arguments of `run`, plus methods / seeds / stop_after_grokking).
+# quick: a bias-free one-hot MLP at p = 59 on one CPU core, weights initialized 4x larger than
+# torch's default (Omnigrok's large-init regime: at the default scale the 0.8x bounds of
+# rescaling and CPR leave too little norm to fit the training set; measured). full: the CPR
+# paper's transformer setting (METHODS.md section 3), on a GPU. quick runs four of the six methods
+# to stay within CI's minutes (wd 0.1 and std-CPR took 20 s and 35 s more here without grokking).
+PROFILES = {
+    "quick": {"model": "onehot_mlp", "model_kw": {"hidden": 128}, "p": 59, "train_fraction": 0.5,
+              "init_scale": 4.0, "steps": 1500, "lr": 5e-3, "betas": (0.9, 0.99), "warmup": 10,
+              "batch_size": 0, "eval_every": 25, "log_points": 40, "stop_after_grokking": True,
+              "methods": ["adam", "adamw_wd1", "rescale_0.8", "cpr_l2"], "seeds": 1},
+    "full": {"model": "grok_transformer", "model_kw": {}, "p": 113, "train_fraction": 0.3,
+             "init_scale": 1.0, "steps": 8000, "lr": 1e-3, "betas": (0.9, 0.98), "warmup": 0,
+             "batch_size": 512, "eval_every": 100, "log_points": 40, "stop_after_grokking": False,
+             "methods": list(METHODS), "seeds": 1},
+}  # fmt: skip
 
 
 def check_method(method: str) -> str:
@@ -140,10 +158,11 @@ def run(
     rises linearly over ``warmup`` steps, then stays constant. ``batch_size=None``: full-batch
     steps; otherwise each step takes the next ``batch_size`` examples of an on-device permutation
     (a fresh one per epoch). ``stop_at``: stop at the first evaluation where both train and
-    validation accuracy are at least this value (None: run all ``steps``). Defaults: the quick
-    CPU setting of the course (a bias-free one-hot MLP, p = 113, train fraction 0.4, AdamW-style
-    betas (0.9, 0.99), lr 5e-3); the paper's transformer setting is ``model="grok_transformer"``,
-    ``train_fraction=0.3``, ``lr=1e-3``, ``betas=(0.9, 0.98)``, ``batch_size=512``.
+    validation accuracy are at least this value (None: run all ``steps``). ``init_scale``
+    multiplies every initial parameter (Omnigrok's initialization scale). Defaults: the
+    one-hot MLP setting of NOTES.md (p = 113, train fraction 0.4, lr 5e-3, betas (0.9, 0.99));
+    `PROFILES` holds the notebook's quick setting and the paper's transformer setting
+    (``profile_run_kwargs(PROFILES["full"])``).
     """
     check_method(method)
     if model not in ("onehot_mlp", "grok_transformer"):
@@ -212,6 +231,44 @@ def run(
     return history
 
 
+def run_methods(methods: Sequence[str], seeds: int = 1, **kw: Any) -> dict[str, History]:
+    """``{"<method>/seed<s>": run(method, seed=s, **kw)}`` for every method and seeds ``0 .. seeds-1``."""
+    for method in methods:
+        check_method(method)
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise ValueError(f"seeds must be an int >= 1, got seeds={seeds!r}")
+    return {f"{m}/seed{s}": run(m, seed=s, **kw) for m in methods for s in range(seeds)}
+
+
+def profile_run_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The `run` keyword arguments of a `PROFILES` row (other keys are ignored; ``batch_size`` 0 = full
+    batch, ``stop_after_grokking`` sets ``stop_at=0.99``)."""
+    accepted = set(inspect.signature(run).parameters) - {"method", "seed", "batch_size", "stop_at"}
+    kw = {k: v for k, v in cfg.items() if k in accepted}
+    kw["betas"] = tuple(kw["betas"])
+    kw["batch_size"] = cfg["batch_size"] or None
+    kw["stop_at"] = 0.99 if cfg["stop_after_grokking"] else None
+    return kw
+
+
+def results_table(histories: Mapping[str, History], threshold: float = 0.99):
+    """A DataFrame, one row per run: steps to ``threshold`` train / validation accuracy ("not reached"
+    where it was not), the seconds to that validation accuracy, and the final accuracies and weight norm."""
+    import pandas as pd
+
+    rows = []
+    for name, h in histories.items():
+        train, val = steps_to(h, "train_acc", threshold), steps_to(h, "val_acc", threshold)
+        seconds = next((row["time"] for row in h.rows if row["step"] == val), None)
+        rows.append({"run": name, "method": h.meta.get("label", name),
+                     f"steps to {threshold:.0%} train": train if train is not None else "not reached",
+                     f"steps to {threshold:.0%} val": val if val is not None else "not reached",
+                     f"seconds to {threshold:.0%} val": round(seconds, 1) if seconds is not None else "not reached",
+                     "last step": h.rows[-1]["step"], "final train acc": h.last("train_acc"),
+                     "final val acc": h.last("val_acc"), "final weight norm": h.last("weight_norm")})  # fmt: skip
+    return pd.DataFrame(rows).set_index("run")
+
+
 def _merge_constraints(history: History, frame) -> None:
     """Add ``R/<name>``, ``kappa/<name>``, ``lambda/<name>`` of the recorder's frame to the rows of the same step."""
     rows = {row["step"]: row for row in history.rows}
@@ -220,18 +277,39 @@ def _merge_constraints(history: History, frame) -> None:
             rows[record["step"]].update({f"{key}/{record['name']}": record[key] for key in ("R", "kappa", "lambda")})
 
 
-def save_histories(histories: Mapping[str, History], path: str | os.PathLike) -> Path:
-    """Write ``{run name: History}`` as one JSON file (`load_histories` reads it back)."""
-    data = {"format": HISTORIES_FORMAT, "runs": {name: h.to_dict() for name, h in histories.items()}}
+def save_histories(histories: Mapping[str, History], path: str | os.PathLike, **info: Any) -> Path:
+    """Write ``{run name: History}`` and ``info`` (e.g. ``profile="quick"``) as one JSON file
+    (`load_histories` reads the runs back, `read_histories_info` the info)."""
+    data = {"format": HISTORIES_FORMAT, "info": info, "runs": {name: h.to_dict() for name, h in histories.items()}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, separators=(",", ":")))
     return path
 
 
-def load_histories(path: str | os.PathLike) -> dict[str, History]:
-    """``{run name: History}`` from a file written by `save_histories`."""
+def _read(path: str | os.PathLike) -> dict:
     data = json.loads(Path(path).read_text())
     if not isinstance(data, dict) or data.get("format") != HISTORIES_FORMAT:
         raise ValueError(f"{path} is not a grokking histories file (format {HISTORIES_FORMAT!r})")
-    return {name: History.from_dict(h) for name, h in data["runs"].items()}
+    return data
+
+
+def load_histories(path: str | os.PathLike) -> dict[str, History]:
+    """``{run name: History}`` from a file written by `save_histories`."""
+    return {name: History.from_dict(h) for name, h in _read(path)["runs"].items()}
+
+
+def read_histories_info(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``info`` a histories file was saved with."""
+    return dict(_read(path).get("info", {}))
+
+
+def record_histories(histories: Mapping[str, History], name: str, **info: Any) -> Path:
+    """Save the histories as ``<name>.histories.json`` beside the course runner's results file
+    (``runs/<profile>/`` under the runner), else in ``runs/interactive/``; returns the path."""
+    from regkit.course.recording import RESULTS_FILE_ENV
+    from regkit.course.runner import RUNS_DIR
+
+    target = os.environ.get(RESULTS_FILE_ENV)
+    folder = Path(target).parent if target else RUNS_DIR / "interactive"
+    return save_histories(histories, folder / f"{name}.histories.json", **info)
