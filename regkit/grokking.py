@@ -264,8 +264,9 @@ def results_table(histories: Mapping[str, History], threshold: float = 0.99):
                      f"steps to {threshold:.0%} train": train if train is not None else "not reached",
                      f"steps to {threshold:.0%} val": val if val is not None else "not reached",
                      f"seconds to {threshold:.0%} val": round(seconds, 1) if seconds is not None else "not reached",
-                     "last step": h.rows[-1]["step"], "final train acc": h.last("train_acc"),
-                     "final val acc": h.last("val_acc"), "final weight norm": h.last("weight_norm")})  # fmt: skip
+                     "last step": h.rows[-1]["step"], "final train acc": round(h.last("train_acc"), 4),
+                     "final val acc": round(h.last("val_acc"), 4),
+                     "final weight norm": round(h.last("weight_norm"), 2)})  # fmt: skip
     return pd.DataFrame(rows).set_index("run")
 
 
