@@ -7,7 +7,7 @@ one, so that curves on a log step axis are resolved early and late). At each eva
 History gets ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``weight_norm`` (the joint
 L2 norm of all parameters), ``time`` (seconds since the first step, after a device sync) and,
 for AdamCPR, ``R/<tensor>``, ``kappa/<tensor>``, ``lambda/<tensor>`` of every regularized tensor
-(`regkit.optim.ConstraintRecorder` on the regular grid). `steps_to(history, "val_acc", 0.99)`
+(`regkit.optim.ConstraintRecorder`, read at the evaluation steps). `steps_to(history, "val_acc", 0.99)`
 reads off when a threshold was first reached.
 
 The methods (`METHODS`) are the runs of the CPR paper's grokking example (Franke et al.,
@@ -190,7 +190,9 @@ def run(
             param.mul_(init_scale)
     optimizer = make_optimizer(method, net, lr=lr, betas=betas)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(warmup, 1)))
-    recorder = ConstraintRecorder(optimizer, every=eval_every) if isinstance(optimizer, AdamCPR) else None
+    recorder = ConstraintRecorder(optimizer) if isinstance(optimizer, AdamCPR) else None
+    if recorder is not None:
+        recorder.remove()  # no per-step hook: it records at the evaluation steps below
     generator = torch.Generator(device).manual_seed(seed)
     n_train = len(y_train)
     full_batch = batch_size is None or batch_size >= n_train
@@ -223,10 +225,11 @@ def run(
         values = torch.stack(_metrics(net, [(x_train, y_train), (x_val, y_val)])).tolist()  # the one sync
         names = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
         history.log(step, **dict(zip(names, values, strict=True)), time=time.perf_counter() - start)
+        if recorder is not None:
+            recorder.record()
         if stop_at is not None and min(values[1], values[3]) >= stop_at:
             break
     if recorder is not None:
-        recorder.remove()
         _merge_constraints(history, recorder.frame())
     return history
 

@@ -76,6 +76,7 @@ def test_cpr_bounds_are_dependent_and_include_the_embeddings():
     torch.manual_seed(0)
     init = build_model("onehot_mlp", SMALL["p"], hidden=32)
     h = small_run("cpr_l2")
+    assert h.df.filter(like="kappa/").notna().all().all(), "the CPR state is read at every evaluation step"
     for name, p in init.named_parameters():
         assert h.last(f"kappa/{name}") == pytest.approx(0.8 * p.detach().square().sum().item(), rel=1e-5)
         assert h.last(f"lambda/{name}") >= 0
