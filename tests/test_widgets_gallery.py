@@ -23,6 +23,7 @@ INVALID = {
     "scale_invariance": (dict(steps=0), r"steps must be an int in \[1, \d+\], got 0"),
     "cpr": (dict(kappa=0.0), r"kappa must be > 0, got 0"),
     "grad_norm": (dict(r=-1e-3), r"r=-0.001 is not valid; it must be a finite number > 0"),
+    "grokking": (dict(metric="f1"), r"metric must be one of .*; got metric='f1'"),
 }
 
 

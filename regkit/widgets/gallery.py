@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from regkit.widgets import _images, _without_frontend
 from regkit.widgets.cpr import cpr_widget
 from regkit.widgets.grad_norm import grad_norm_widget
+from regkit.widgets.grokking import grokking_widget
 from regkit.widgets.scale_invariance import scale_invariance_widget
 from regkit.widgets.weight_decay import weight_decay_widget
 
@@ -31,7 +32,7 @@ DEMOS: dict[str, Callable] = {
     "scale_invariance": scale_invariance_widget,  # notebook 02: norm growth, SGDP's projection
     "cpr": cpr_widget,  # notebook 03: CPR's bound and Lagrange multiplier
     "grad_norm": grad_norm_widget,  # notebook 04: finite-difference Hessian-vector product vs r
-    # notebook 06: "grokking": grokking_widget (regkit.widgets.grokking, branch nb06) goes here
+    "grokking": grokking_widget,  # notebook 06: recorded grokking runs, accuracy / norm / CPR state
 }
 
 
@@ -83,7 +84,8 @@ def nudge(control) -> tuple[object, object]:
     """Move ``control`` to a neighbouring valid value; return ``(old, new)`` values.
 
     Sliders go one ``step`` up (down at the top end; log sliders step their exponent),
-    selections (toggle buttons, dropdowns) go to the next option, checkboxes flip.
+    selections (toggle buttons, dropdowns) go to the next option, a multiple selection drops its
+    last option (or adds the next to a single one), checkboxes flip.
     """
     import ipywidgets as widgets
 
@@ -94,6 +96,9 @@ def nudge(control) -> tuple[object, object]:
         control.value = control.base**exponent
     elif isinstance(control, (widgets.FloatSlider, widgets.IntSlider)):
         control.value = old + control.step if old + control.step <= control.max else old - control.step
+    elif isinstance(control, widgets.SelectMultiple):  # drop the last chosen option; add the next to a lone one
+        index = tuple(control.index)
+        control.index = index[:-1] if len(index) > 1 else tuple(sorted({*index, (index[0] + 1) % len(control.options)}))
     elif control.has_trait("options") and control.has_trait("index"):  # ToggleButtons, Dropdown, ...
         control.index = (control.index + 1) % len(control.options)
     elif isinstance(control, widgets.Checkbox):

@@ -10,7 +10,6 @@ menu and a log-axis switch above the PNG in an ``ipywidgets.Image``.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ from regkit.grokking import (
     steps_to,
 )  # fmt: skip
 from regkit.history import History
+from regkit.widgets import figure_png
 
 PACKAGED_HISTORIES = Path(__file__).parent / "data" / "grokking_quick.json"
 HISTORIES_NAME = "06_grokking"  # the notebook records runs/<profile>/06_grokking.histories.json
@@ -120,9 +120,7 @@ def render_png(runs: Mapping[str, History], curves: dict, metric: str, logx: boo
     figure = Figure(figsize=(9, 4))
     figure.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.92)
     draw(figure.subplots(), runs, curves, metric, logx)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
+    return figure_png(figure, dpi)
 
 
 def grokking_widget(histories=None, runs: Sequence[str] | None = None, metric: str = "accuracy", logx: bool = True):
