@@ -12,6 +12,7 @@ the raw array; the parser checks it and runs no code, so local files need no che
 import gzip
 import math
 import struct
+import zlib
 from pathlib import Path
 
 import torch
@@ -28,17 +29,29 @@ OFFLINE_HINT = (
 )
 
 
+class CorruptDataFile(ValueError):
+    """A dataset file that cannot be read as what it claims to be."""
+
+
 def read_idx(path: Path) -> torch.Tensor:
-    """The unsigned-byte array stored in the gzip'd IDX file ``path``."""
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
+    """The unsigned-byte array stored in the gzip'd IDX file ``path`` (CorruptDataFile if it is not one)."""
+    fix = "delete it and restore the file (reinstall the package, download it again or `git checkout` it)"
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; truncation raises EOFError
+        raise CorruptDataFile(f"{path} is not a readable gzip file ({type(e).__name__}: {e}): {fix}") from e
     if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
-        raise ValueError(f"{path} is not an unsigned-byte IDX file (header {raw[:4].hex()})")
+        raise CorruptDataFile(f"{path} is not an unsigned-byte IDX file (header {raw[:4].hex()}): {fix}")
     ndim = raw[3]
     offset = 4 + 4 * ndim
+    if len(raw) < offset:
+        raise CorruptDataFile(f"{path}: the IDX header is cut short ({len(raw)} bytes): {fix}")
     shape = struct.unpack(f">{ndim}I", raw[4:offset])
     if len(raw) - offset != math.prod(shape):
-        raise ValueError(f"{path}: header says shape {shape} but holds {len(raw) - offset} bytes of data")
+        raise CorruptDataFile(f"{path}: header says shape {shape} but holds {len(raw) - offset} bytes of data: {fix}")
+    if math.prod(shape) == 0:
+        raise CorruptDataFile(f"{path} holds no data (shape {shape}): {fix}")
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=offset).reshape(shape)
 
 
@@ -52,18 +65,25 @@ def _read_split(folder: Path, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
     return images.unsqueeze(1), labels
 
 
-def load_fashion_mnist(root: Path, download: bool = True) -> tuple[tuple[torch.Tensor, ...], Path]:
-    """(x_train, y_train, x_test, y_test) as uint8 ``(N, 1, 28, 28)`` / int64, and the folder used."""
+def load_fashion_mnist(
+    root: Path, download: bool = True, system: bool = True
+) -> tuple[tuple[torch.Tensor, ...], Path]:
+    """(x_train, y_train, x_test, y_test) as uint8 ``(N, 1, 28, 28)`` / int64, and the folder used.
+
+    ``system=False`` ignores the Debian package's folder (isolated mode).
+    """
     remotes = SOURCES["fashion_mnist"]
     local = Path(root) / SUBFOLDER
-    for folder in (local, DEBIAN_DIR):
+    searched = (local, DEBIAN_DIR) if system else (local,)
+    for folder in searched:
         if all((folder / r.filename).exists() for r in remotes):
             break
     else:
         folder = local
+        where = " nor ".join(map(str, searched))
         for remote in remotes:
             try:
                 fetch(remote, local, download=download, verify_local=False, hint=OFFLINE_HINT)
             except DatasetUnavailable as e:
-                raise type(e)(f"Fashion-MNIST not found in {local} nor {DEBIAN_DIR}. {e}") from e
+                raise type(e)(f"Fashion-MNIST not found in {where}. {e}") from e
     return (*_read_split(folder, "train"), *_read_split(folder, "t10k")), folder

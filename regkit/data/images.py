@@ -2,7 +2,8 @@
 
 Data root: the ``root`` argument, else ``$REGKIT_DATA_DIR``, else ``<repo>/data`` (the
 folder beside the ``regkit`` package). ``name="auto"`` uses CIFAR-10 when its archive is
-already in the data root (it never downloads it) and Fashion-MNIST otherwise.
+already in the data root (it never downloads it), else full Fashion-MNIST, else the embedded subset
+(``data/fashion-mnist-subset``, see ``regkit.data.embedded``).
 """
 
 import dataclasses
@@ -10,13 +11,17 @@ import os
 from pathlib import Path
 
 from regkit.data.cifar import load_cifar
-from regkit.data.fashion_mnist import load_fashion_mnist
+from regkit.data.download import DatasetUnavailable
+from regkit.data.embedded import NAME as EMBEDDED
+from regkit.data.embedded import load_embedded
+from regkit.data.fashion_mnist import DEBIAN_DIR, load_fashion_mnist
 from regkit.data.image_dataset import ImageDataset
 from regkit.data.sources import SOURCES
 from regkit.data.synthetic import synthetic_images
 
-IMAGE_DATASETS = ("auto", "cifar10", "cifar100", "fashion_mnist", "synthetic")
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "fashion_mnist": 10}
+IMAGE_DATASETS = ("auto", "cifar10", "cifar100", "fashion_mnist", EMBEDDED, "synthetic")
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "fashion_mnist": 10, EMBEDDED: 10}
+ISOLATED_ENV = "REGKIT_DATA_ISOLATED"
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -28,45 +33,79 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return Path(__file__).resolve().parents[2] / "data"
 
 
+def isolated_mode(isolated: bool | None = None) -> bool:
+    """``isolated`` if given, else ``$REGKIT_DATA_ISOLATED`` (1/true/yes or 0/false/no; unset: False).
+
+    Isolated, ``regkit.data`` reads only the data root and the embedded subset: no system-wide folder
+    (the Debian package) and no download.
+    """
+    if isolated is not None:
+        return bool(isolated)
+    value = os.environ.get(ISOLATED_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"{ISOLATED_ENV}={value!r}: set it to 1 (use only the data root and the embedded subset) or 0")
+
+
+def _load(name: str, folder: Path, download: bool, isolated: bool) -> tuple[tuple, Path]:
+    if name == EMBEDDED:
+        return load_embedded()
+    try:
+        if name == "fashion_mnist":
+            return load_fashion_mnist(folder, download and not isolated, system=not isolated)
+        return load_cifar(name, folder, download and not isolated)
+    except DatasetUnavailable as e:
+        if not isolated:
+            raise
+        raise DatasetUnavailable(f"{ISOLATED_ENV}=1: system-wide folders and downloads are ignored. {e}") from e
+
+
+def _auto(folder: Path, download: bool, isolated: bool) -> tuple[str, tuple, Path, str]:
+    """CIFAR-10 if its archive is in the data root, else full Fashion-MNIST, else the embedded subset."""
+    cifar = folder / SOURCES["cifar10"][0].filename
+    if cifar.exists():
+        return "cifar10", *load_cifar("cifar10", folder, False), f"auto: found {cifar}"
+    reason = f"auto: no {cifar}, and auto never downloads CIFAR-10"
+    try:
+        return "fashion_mnist", *_load("fashion_mnist", folder, download, isolated), reason
+    except DatasetUnavailable:
+        local = folder / "fashion-mnist"
+        why = (f"is not in {local}, the only place {ISOLATED_ENV}=1 lets it look" if isolated
+               else f"is neither in {local} nor in {DEBIAN_DIR}, and could not be downloaded")
+        return EMBEDDED, *load_embedded(), f"{reason}; full Fashion-MNIST {why}; fell back to the embedded subset"
+
+
 def load_images(
     name: str = "auto",
     root: str | os.PathLike | None = None,
     download: bool = True,
     train_size: int | None = None,
     verbose: bool = True,
+    isolated: bool | None = None,
 ) -> ImageDataset:
     """Load an image classification dataset as uint8 tensors (see ``ImageDataset``).
 
-    ``name``: "auto", "cifar10", "cifar100", "fashion_mnist" or "synthetic".
+    ``name``: "auto", "cifar10", "cifar100", "fashion_mnist", "fashion_mnist_subset" (the embedded
+    10,000 + 5,000 images, always offline) or "synthetic". "auto" takes CIFAR-10 if its archive is in
+    the data root, else full Fashion-MNIST (data root, Debian package, download), else the embedded subset.
     ``train_size``: keep the first ``train_size`` training images (mean/std are computed on them).
     ``verbose``: print which dataset was used, from where, and why ("auto").
+    ``isolated``: ignore system-wide data and the network (default: ``$REGKIT_DATA_ISOLATED``).
     """
     if name not in IMAGE_DATASETS:
         raise ValueError(f"unknown image dataset name={name!r}; choose one of: {', '.join(IMAGE_DATASETS)}")
-    folder = data_root(root)
+    folder, isolated = data_root(root), isolated_mode(isolated)
     reason = ""
     if name == "auto":
-        cifar = folder / SOURCES["cifar10"][0].filename
-        if cifar.exists():
-            name, reason = "cifar10", f"auto: found {cifar}"
-        else:
-            name = "fashion_mnist"
-            reason = f"auto: no {cifar} (auto never downloads CIFAR-10; put the archive there to use it)"
-
+        name, tensors, path, reason = _auto(folder, download, isolated)
+    elif name != "synthetic":
+        tensors, path = _load(name, folder, download, isolated)
     if name == "synthetic":
         dataset = synthetic_images()
     else:
-        load = load_fashion_mnist if name == "fashion_mnist" else lambda r, d: load_cifar(name, r, d)
-        (x_train, y_train, x_test, y_test), path = load(folder, download)
-        dataset = ImageDataset(
-            name=name,
-            x_train=x_train,
-            y_train=y_train,
-            x_test=x_test,
-            y_test=y_test,
-            num_classes=NUM_CLASSES[name],
-            source=str(path),
-        )
+        dataset = ImageDataset(name, *tensors, num_classes=NUM_CLASSES[name], source=str(path))
 
     if train_size is not None:
         n = len(dataset.x_train)
