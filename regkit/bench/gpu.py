@@ -107,7 +107,7 @@ def junit_counts(path: Path) -> dict:
     root = ET.parse(path).getroot()
     suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
     counts = {key: sum(int(s.get(key, 0)) for s in suites) for key in ("tests", "failures", "errors", "skipped")}
-    bad = [f"{case.get('classname')}::{case.get('name')}" for case in root.iter("testcase")
+    bad = ["::".join(filter(None, (case.get("classname"), case.get("name")))) for case in root.iter("testcase")
            if case.find("failure") is not None or case.find("error") is not None]  # fmt: skip
     passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
     return {"tests": counts["tests"], "passed": passed, "failed": counts["failures"], "errors": counts["errors"],
