@@ -191,6 +191,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--part-budget", action="append", default=[], metavar="NAME=SECONDS",
                         help="another budget for one part, e.g. grokking=200 (repeatable)")
     args = parser.parse_args(argv)
+    args.out = args.out.resolve()  # the parts run in the checkout's root
     defaults = {p.name: p.budget_s for p in parts(args.out)}
     names = list(defaults)
     args.parts = args.parts.split(",") if args.parts else names
