@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= quick
 STAMP := $(VENV)/.installed
 
-.PHONY: setup course test lab bench lint strip clean
+.PHONY: setup course test lab bench gpu-check gpu-wheels lint strip clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,22 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m regkit.bench all
+
+# The GPU check (README "Benchmarks"): the venv's python when there is one, else python3 with this
+# checkout on the path (a GPU machine without internet: `make gpu-check PY=python3`). Reference
+# packages built by `make gpu-wheels` (here) into runs/wheels are installed from there, offline.
+WHEELS := runs/wheels
+GPU_PY = $(if $(wildcard $(PY)),$(PY),python3)
+GPU_ARGS ?=
+
+gpu-check:
+	@if ls $(WHEELS)/*.whl >/dev/null 2>&1; then \
+		$(GPU_PY) -m pip install --quiet --no-index --no-deps --upgrade --target $(WHEELS)/site $(WHEELS)/*.whl; fi
+	PYTHONPATH=$(CURDIR):$(CURDIR)/$(WHEELS)/site$(if $(PYTHONPATH),:$(PYTHONPATH)) \
+		$(GPU_PY) -m regkit.bench gpu $(GPU_ARGS)
+
+gpu-wheels: $(STAMP)
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir $(WHEELS) adamp==0.3.0 pytorch-cpr==0.3.1
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

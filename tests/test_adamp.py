@@ -253,7 +253,7 @@ def test_invalid_arguments_name_the_argument_and_choices(kwargs, message):
         ro.SGDP(ScaleInvariantNet().parameters(), lr=0.1, **kwargs)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @PATHS
 @pytest.mark.parametrize("optimizer", ["sgdp", "adamp"])
 def test_cuda_step_with_every_branch_makes_no_host_sync(optimizer, foreach):

@@ -17,3 +17,11 @@ def test_unknown_row_is_rejected(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--rows", "Adam,NoSuchOptimizer"])
     assert "NoSuchOptimizer" in capsys.readouterr().err
+
+
+def test_one_timed_step_has_no_iqr_and_the_table_says_so():
+    results = [{"row": "Adam", "label": "torch foreach", "median": 2e-3, "iqr": None, "error": None},
+               {"row": "Adam", "label": "regkit foreach", "median": 3e-3, "iqr": None, "error": None}]  # fmt: skip
+    lines = bench.format_table(results).splitlines()
+    assert lines[1].split() == ["Adam", "torch", "foreach", "2.00", "n/a", "1.00"]
+    assert lines[2].split() == ["regkit", "foreach", "3.00", "n/a", "1.50"]

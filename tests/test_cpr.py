@@ -222,7 +222,7 @@ def test_half_precision_runs_stay_finite(measure):
     assert all(opt.state[p]["lagmul"].dtype == torch.float32 for p in regularized(opt))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize("method", ["uniform", "inflection_point", "warm_start"])
 def test_cuda_matches_cpu(method):
     cpu, gpu = mlp(), mlp().cuda()

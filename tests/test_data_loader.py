@@ -195,7 +195,7 @@ def test_bad_arguments_raise_clear_errors(kwargs, message):
         DeviceLoader(**args)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_no_host_synchronisation_per_batch_on_cuda():
     x, y = images(256, size=32), torch.arange(256)
     loader = DeviceLoader(x, y, 64, augment=True, mean=(0.5,) * 3, std=(0.25,) * 3, device="cuda")

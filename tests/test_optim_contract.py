@@ -350,7 +350,7 @@ def test_functional_update_compiles_without_graph_breaks(case, foreach):
         torch.testing.assert_close(p, q, **tol)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize("foreach", [False, True], ids=["for_loop", "foreach"])
 @pytest.mark.parametrize("case", CASE_PARAMS)
 def test_cuda_step_makes_no_host_sync(case, foreach):

@@ -179,9 +179,8 @@ def format_table(results: list[dict]) -> str:
             lines.append(f"{row:<{rw}} {r['label']:<{lw}} {'n/a':>10} {'':>8} {'':>12}  ({r['error']})")
             continue
         ratio = f"{r['median'] / reference['median']:.2f}" if reference["median"] else "n/a"
-        lines.append(
-            f"{row:<{rw}} {r['label']:<{lw}} {r['median'] * 1e3:>10.2f} {r['iqr'] * 1e3:>8.2f} {ratio:>12}"
-        )
+        iqr = f"{r['iqr'] * 1e3:.2f}" if r["iqr"] is not None else "n/a"  # None: a single timed step
+        lines.append(f"{row:<{rw}} {r['label']:<{lw}} {r['median'] * 1e3:>10.2f} {iqr:>8} {ratio:>12}")
     return "\n".join(lines)
 
 
