@@ -476,7 +476,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (FileNotFoundError, PermissionError):
         raise
-    except Exception as err:  # noqa: BLE001  torch's own messages would advise weights_only=False: never here
+    except Exception as err:  # any failure to read; torch's messages would advise weights_only=False: never shown
         empty = Path(path).is_file() and Path(path).stat().st_size == 0
         reason = "the file is empty" if empty else f"not a readable torch file, {type(err).__name__}"
         raise _not_a_checkpoint(path, reason) from None
@@ -527,7 +527,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
     length); every ``eval_every`` steps (default ``steps // 20``) and at the end
     ``<name>_loss``/``<name>_acc`` from :func:`evaluate` for every ``eval_loaders`` entry and the
     values returned by each ``hook(step, model, optimizer)`` (an evaluation loader of length 0 is
-    refused before training). The loop never synchronises with the device between these points. A non-finite training loss stops the run (with a warning).
+    refused before training). The loop never synchronises with the device between these points.
+    A non-finite training loss stops the run (with a warning).
 
     ``checkpoint``: a file written atomically every ``checkpoint_every`` steps (default: at every
     evaluation) and at the end, holding the model, optimizer (and its class name), scheduler,
@@ -536,8 +537,9 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
     continues from it when it exists (else starts afresh): the resumed run reproduces the
     uninterrupted one bitwise when the loaders' batches depend only on their state. A file that is
     not a valid checkpoint, or one saved by another optimizer class, raises
-    :class:`CheckpointError` (one without the class, from before it was recorded, warns). ``seed`` seeds everything at
-    a fresh start (model initialisation happens before, so seed that yourself).
+    :class:`CheckpointError` (one without the class, from before it was recorded, warns).
+    ``seed`` seeds everything at a fresh start (model initialisation happens before, so seed that
+    yourself).
     ``device``: ``None`` -> cuda, mps or cpu; the model is moved there and batches follow.
     ``autocast_dtype=torch.bfloat16`` runs forward passes (and ``grad_fn``) under autocast;
     ``channels_last`` converts the model and 4-D inputs. ``meta``: JSON-serialisable facts

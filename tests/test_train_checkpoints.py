@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from regkit.history import History
 from regkit.train import CheckpointError, _save_atomically, load_checkpoint
 from tests.test_train import make_run, run
 
@@ -144,3 +145,15 @@ def test_an_empty_evaluation_loader_is_refused_before_training_naming_it():
     with pytest.raises(ValueError, match=r"eval_loaders\['test'\] is empty \(length 0\): give it data or leave it out"):
         run(model, optimizer, loader, steps=3, eval_loaders={"val": val, "test": []}, loss_fn=counting_loss(calls))
     assert calls == [0]
+
+
+def test_history_save_is_atomic_too(tmp_path, monkeypatch):
+    path = History(meta={"run": 1}).save(tmp_path / "run.json")
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        History(meta={"run": 2}).save(path)
+    assert os.listdir(tmp_path) == ["run.json"] and History.load(path).meta == {"run": 1}
