@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from regkit.course.recording import write_atomically
+
 
 class History:
     """Rows of ``{"step": s, metric: value, ...}`` with strictly increasing steps, and a ``meta`` dict.
@@ -63,10 +65,9 @@ class History:
         return cls(data["rows"], data.get("meta"))
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write JSON (NaN/inf as JSON's non-standard literals, which ``json`` reads back)."""
+        """Write JSON atomically (NaN/inf as JSON's non-standard literals, which ``json`` reads back)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
+        write_atomically(path, json.dumps(self.to_dict(), indent=1))
         return path
 
     @classmethod

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import operator
@@ -36,6 +37,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 from tqdm.std import tqdm as text_tqdm
 
+from regkit._files import check_writable_file
+from regkit.course.recording import write_atomically
 from regkit.device import default_device, resolve_device  # noqa: F401  (re-exported: part of regkit.train's API)
 from regkit.distributed import (
     all_reduce_sum,
@@ -53,6 +56,12 @@ from regkit.metrics import grad_norm, weight_norms
 Hook = Callable[[int, nn.Module, torch.optim.Optimizer], Mapping[str, float]]
 GradFn = Callable[[nn.Module, Tensor, Tensor], "Tensor | tuple[Tensor, Tensor]"]
 CHECKPOINT_VERSION = 1
+CHECKPOINT_KEYS = ("version", "step", "model", "optimizer", "scheduler", "train_loader", "eval_loaders", "running",
+                   "rng", "history")
+
+
+class CheckpointError(ValueError):
+    """A file given as a checkpoint is not one ``train`` can resume from; the message names it and what to do."""
 
 
 # --- devices and seeding -------------------------------------------------------------------------------
@@ -442,19 +451,55 @@ def _restore(state: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.
 
 
 def _save_atomically(state: Mapping[str, Any], path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` to a uniquely named temporary file beside ``path``, then ``os.replace``.
+
+    Never a half-written file, also with several processes saving to one path at once (each
+    writes its own temporary file; the last replace wins); the temporary file is removed on failure.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomically(path, buffer.getvalue())
+
+
+def _not_a_checkpoint(path: str | os.PathLike, reason: str) -> CheckpointError:
+    return CheckpointError(f"{path} is not a valid regkit checkpoint ({reason}); delete it to start afresh, "
+                           "or pass another checkpoint path")
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`train` (``weights_only=True``: plain containers and tensors)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """Read a checkpoint written by :func:`train` (``weights_only=True``: plain containers and tensors).
+
+    A missing file raises FileNotFoundError; a file that is not a complete checkpoint of this
+    version (empty, truncated, another format, another content) raises :class:`CheckpointError`.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, PermissionError):
+        raise
+    except Exception as err:  # any failure to read; torch's messages would advise weights_only=False: never shown
+        empty = Path(path).is_file() and Path(path).stat().st_size == 0
+        reason = "the file is empty" if empty else f"not a readable torch file, {type(err).__name__}"
+        raise _not_a_checkpoint(path, reason) from None
+    if not isinstance(state, dict):
+        raise _not_a_checkpoint(path, f"it holds a {type(state).__name__}, not a dict")
     if state.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path} is not a regkit.train checkpoint of version {CHECKPOINT_VERSION}")
+        raise _not_a_checkpoint(path, f"version {state.get('version')!r}, expected {CHECKPOINT_VERSION}")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise _not_a_checkpoint(path, f"it lacks {', '.join(missing)}")
     return state
+
+
+def _check_optimizer_class(state: Mapping[str, Any], optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """Refuse a checkpoint saved by another optimizer class (its param groups and state would be loaded
+    silently). Checkpoints written before the class was recorded pass with a warning."""
+    saved, used = state.get("optimizer_class"), type(optimizer).__name__
+    if saved is None:
+        warnings.warn(f"{path} does not record its optimizer class (an older checkpoint): make sure it was "
+                      f"saved by {used}", stacklevel=3)
+    elif saved != used:
+        raise CheckpointError(f"{path} was saved by optimizer {saved}, but this run uses {used}: resume with "
+                              f"{saved}, or pass another checkpoint path (or delete it) to start afresh")
 
 
 def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iterable, *,
@@ -481,15 +526,20 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
     ``lr`` of the first param group used by that step and ``epoch`` (when the loader has a
     length); every ``eval_every`` steps (default ``steps // 20``) and at the end
     ``<name>_loss``/``<name>_acc`` from :func:`evaluate` for every ``eval_loaders`` entry and the
-    values returned by each ``hook(step, model, optimizer)``. The loop never synchronises with
-    the device between these points. A non-finite training loss stops the run (with a warning).
+    values returned by each ``hook(step, model, optimizer)`` (an evaluation loader of length 0 is
+    refused before training). The loop never synchronises with the device between these points.
+    A non-finite training loss stops the run (with a warning).
 
     ``checkpoint``: a file written atomically every ``checkpoint_every`` steps (default: at every
-    evaluation) and at the end, holding the model, optimizer, scheduler, loaders'
-    ``state_dict()``, every RNG state, the step and the history. ``resume=True`` continues from
-    it when it exists (else starts afresh): the resumed run reproduces the uninterrupted one
-    bitwise when the loaders' batches depend only on their state. ``seed`` seeds everything at
-    a fresh start (model initialisation happens before, so seed that yourself).
+    evaluation) and at the end, holding the model, optimizer (and its class name), scheduler,
+    loaders' ``state_dict()``, every RNG state, the step and the history; a path that cannot be
+    written (a directory, a read-only folder) is refused before training. ``resume=True``
+    continues from it when it exists (else starts afresh): the resumed run reproduces the
+    uninterrupted one bitwise when the loaders' batches depend only on their state. A file that is
+    not a valid checkpoint, or one saved by another optimizer class, raises
+    :class:`CheckpointError` (one without the class, from before it was recorded, warns).
+    ``seed`` seeds everything at a fresh start (model initialisation happens before, so seed that
+    yourself).
     ``device``: ``None`` -> cuda, mps or cpu; the model is moved there and batches follow.
     ``autocast_dtype=torch.bfloat16`` runs forward passes (and ``grad_fn``) under autocast;
     ``channels_last`` converts the model and 4-D inputs. ``meta``: JSON-serialisable facts
@@ -523,10 +573,12 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
     log_every = _positive_int("log_every", log_every, default=max(1, total // 100))
     checkpoint_every = _positive_int("checkpoint_every", checkpoint_every)
     eval_loaders = dict(eval_loaders or {})
-    for name in eval_loaders:
+    for name, loader in eval_loaders.items():
         if not isinstance(name, str) or not name or name == "train":
             raise ValueError(f"eval_loaders keys name the columns '<key>_loss'/'<key>_acc'; got {name!r} "
                              "('train' is taken by the running training metrics; use e.g. 'train_eval')")
+        if _loader_len(loader) == 0:
+            raise ValueError(f"eval_loaders[{name!r}] is empty (length 0): give it data or leave it out")
     hooks = list(hooks)
     for hook in [*hooks, grad_fn, loss_fn]:
         if hook is not None and not callable(hook):
@@ -545,6 +597,9 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
     device = rank_device(device)
     data_parallel = is_distributed()
     main_process = is_main_process()
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    if checkpoint is not None and main_process:
+        check_writable_file("checkpoint", checkpoint)
     wrapped = model if isinstance(model, DistributedDataParallel) else None
     model = model.module if wrapped is not None else model
     if data_parallel and getattr(train_loader, "world_size", None) == 1 and world_size() > 1:
@@ -561,12 +616,12 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
                             "params": sum(p.numel() for p in model.parameters()),
                             "train_time_s": 0.0, "eval_time_s": 0.0, **(meta or {})})
     start = 0
-    checkpoint = Path(checkpoint) if checkpoint is not None else None
     if resume and checkpoint.exists():
         state = load_checkpoint(checkpoint)
         start = state["step"]
         if start > total:
             raise ValueError(f"{checkpoint} is at step {start}, beyond the {total} steps asked for")
+        _check_optimizer_class(state, optimizer, checkpoint)
         _restore(state, model, optimizer, scheduler, train_loader, eval_loaders)
         running.load_state_dict(state["running"])
         history = History.from_dict(state["history"])
@@ -638,8 +693,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
                 bar.set_postfix(postfix, refresh=False)
             if save and main_process:
                 _save_atomically({
-                    "version": CHECKPOINT_VERSION, "step": step, **_training_state(
-                        model, optimizer, scheduler, train_loader, eval_loaders),
+                    "version": CHECKPOINT_VERSION, "step": step, "optimizer_class": type(optimizer).__name__,
+                    **_training_state(model, optimizer, scheduler, train_loader, eval_loaders),
                     "running": running.state_dict(), "rng": _rng_state(), "history": history.to_dict(),
                 }, checkpoint)
             if is_eval or save:

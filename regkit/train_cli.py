@@ -10,6 +10,11 @@ CPUs), loads the same data and model (seeded), and trains on its slice of every 
 run follows the single-process run with the same global batch. Rank 0 prints and writes ``--out``
 (the History as JSON) and ``--checkpoint``. Weight decay goes through ``regkit.param_groups``
 (matrices decay; biases and normalization weights do not).
+
+A bad option (a value the library refuses, an unknown ``--model-arg``/``--opt-arg``, an
+``--out`` or ``--checkpoint`` that cannot be written, a checkpoint that cannot be resumed) prints
+one line, ``python -m regkit.train_cli: error: ...``, and exits with status 2, like argparse; the
+paths are checked before any data is loaded.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import sys
 import torch
 
 import regkit.optim
+from regkit._files import check_writable_file
 from regkit.data import IMAGE_DATASETS, DeviceLoader, load_images
 from regkit.distributed import init_from_env, is_main_process, rank, rank_device, world_size
 from regkit.models import MODELS, build_model
@@ -79,20 +85,44 @@ def build_optimizer(args: argparse.Namespace, model: torch.nn.Module, verbose: b
     cls = getattr(regkit.optim, args.optimizer)
     if cls is regkit.optim.AdamCPR:
         if args.weight_decay:
-            raise SystemExit("AdamCPR has no weight decay: set its bounds with --opt-arg kappa_init_method=... "
+            raise ValueError("AdamCPR has no weight decay: set its bounds with --opt-arg kappa_init_method=... "
                              "--opt-arg kappa_init_param=...")
-        return cls(model, lr=args.lr, **dict(args.opt_arg))
-    return cls(param_groups(model, args.weight_decay, verbose=verbose), lr=args.lr, **dict(args.opt_arg))
+        params = model
+    else:
+        params = param_groups(model, args.weight_decay, verbose=verbose)
+    try:
+        return cls(params, lr=args.lr, **dict(args.opt_arg))
+    except TypeError as err:  # an unknown --opt-arg
+        raise ValueError(f"--opt-arg: {err}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    """Run the command; a bad option prints one line and exits with status 2 (module docstring)."""
+    cli = parser()
+    args = cli.parse_args(argv)
+    try:
+        return run(args)
+    except ValueError as err:  # regkit refuses bad input with a ValueError that names it
+        cli.exit(2, f"{cli.prog}: error: {err}\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train as ``args`` say (parsed by :func:`parser`) and write ``--out``/``--checkpoint`` on rank 0."""
+    if args.resume and args.checkpoint is None:
+        raise ValueError("--resume needs --checkpoint PATH (the file to continue from)")
     init_from_env()
     main_process = is_main_process()
+    if main_process:
+        for option, path in (("--out", args.out), ("--checkpoint", args.checkpoint)):
+            if path is not None:
+                check_writable_file(option, path)
     device = rank_device(args.device)
     data = load_images(args.data, train_size=args.train_size, verbose=main_process)
     seed_everything(args.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    model = build_model(args.model, data.num_classes, data.in_channels, data.image_size, **dict(args.model_arg))
+    try:
+        model = build_model(args.model, data.num_classes, data.in_channels, data.image_size, **dict(args.model_arg))
+    except TypeError as err:  # an unknown --model-arg
+        raise ValueError(f"--model-arg: {err}") from None
     optimizer = build_optimizer(args, model, verbose=main_process)
     shard = {"rank": rank(), "world_size": world_size(), "device": device, "mean": data.mean, "std": data.std}
     train_loader = DeviceLoader(data.x_train, data.y_train, args.batch_size, augment=args.augment, seed=args.seed,

@@ -3,6 +3,7 @@
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -71,7 +72,57 @@ def test_every_listed_optimizer_trains_from_the_shell(name, tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3, 4] and all(math.isfinite(r["train_loss"]) for r in rows)
 
 
-def test_adamcpr_refuses_a_weight_decay_with_the_way_to_set_its_bounds():
-    args = [*ARGS[:ARGS.index("--optimizer")], "--optimizer", "AdamCPR", "--weight-decay", "0.1", "--steps", "1"]
-    with pytest.raises(SystemExit, match="AdamCPR has no weight decay: set its bounds with --opt-arg"):
+def error_line(args, capsys) -> str:
+    """Run the CLI with ``args``, expecting argparse's exit status 2; return its one-line message."""
+    with pytest.raises(SystemExit) as exit_info:
         main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m regkit.train_cli: error: ") and err.count("\n") == 1, err
+    return err[len("python -m regkit.train_cli: error: "):].rstrip("\n")
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--lr", "-1"], r"lr must be in [0.0, inf], got -1.0"),
+    (["--steps", "0"], "steps must be a positive int, got 0"),
+    (["--opt-arg", "foo=1"], "--opt-arg: SGD.__init__() got an unexpected keyword argument 'foo'"),
+    (["--model-arg", "depth=3"], "--model-arg: build_model('mlp') got unexpected keyword argument(s) ['depth']; "
+                                 "valid: ['activation', 'bias', 'hidden']"),
+    (["--resume"], "--resume needs --checkpoint PATH (the file to continue from)"),
+    (["--optimizer", "AdamCPR", "--weight-decay", "0.1"],
+     "AdamCPR has no weight decay: set its bounds with --opt-arg kappa_init_method=... --opt-arg kappa_init_param=..."),
+])  # fmt: skip
+def test_a_bad_option_prints_one_line_and_exits_2(bad, message, capsys):
+    assert error_line([*ARGS, *bad], capsys) == message
+
+
+@pytest.mark.parametrize("option", ["--out", "--checkpoint"])
+def test_an_output_path_that_cannot_be_written_is_refused_before_loading_data(option, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("x")
+    assert error_line([*ARGS, option, str(tmp_path)], capsys) == (
+        f"{option} {str(tmp_path)!r} is a directory; give the path of a file (inside it, for example)")
+    under_a_file = tmp_path / "notes.txt" / "run.json"
+    assert error_line([*ARGS, option, str(under_a_file)], capsys) == (
+        f"{option} {str(under_a_file)!r} cannot be written: {str(tmp_path / 'notes.txt')!r} is a file, not a folder; "
+        "choose another path")
+    assert capsys.readouterr().out == ""  # no dataset was loaded
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_is_refused_before_loading_data(tmp_path, capsys):
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o500)
+    try:
+        message = error_line([*ARGS, "--out", str(folder / "run.json")], capsys)
+    finally:
+        folder.chmod(0o700)
+    assert message.endswith(f"the folder {str(folder)!r} does not accept new files (Permission denied); "
+                            "choose another path")
+
+
+def test_resuming_a_corrupt_checkpoint_prints_one_line_and_exits_2(tmp_path, capsys):
+    path = tmp_path / "run.pt"
+    path.write_bytes(b"")
+    assert error_line([*ARGS, "--checkpoint", str(path), "--resume"], capsys) == (
+        f"{path} is not a valid regkit checkpoint (the file is empty); delete it to start afresh, "
+        "or pass another checkpoint path")

@@ -5,13 +5,17 @@ Each demo is a function returning a widget; its computation is a separate, testa
 state, no ``Output`` capture). Notebooks display a demo with ``show(builder)``: the live widget
 in JupyterLab, a static picture of its first state when executed headless by the course runner
 (see ``regkit.headless``).
+
+Every builder refuses a starting value its slider cannot show (`in_range`: ipywidgets would clamp
+it silently) and redraws through `redraw_on_change`: a value the demo refuses (NaN, say) raises,
+and the control goes back to its last drawn value, so the widget keeps working.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from unittest import mock
 
 from regkit.headless import is_headless
@@ -33,6 +37,47 @@ def _images(widget) -> list:
     if isinstance(widget, ipywidgets.Image):
         return [widget]
     return [im for child in getattr(widget, "children", ()) for im in _images(child)]
+
+
+def in_range(name: str, value, slider):
+    """``slider`` (built with ``value=value``) after checking that ``value`` lies in its range.
+
+    ipywidgets clamps a value outside ``[min, max]`` (``[base**min, base**max]`` for a log slider)
+    without a word; this raises ValueError naming the argument, its value and the range instead.
+    """
+    import ipywidgets
+
+    log = isinstance(slider, ipywidgets.FloatLogSlider)
+    low, high = (slider.base**slider.min, slider.base**slider.max) if log else (slider.min, slider.max)
+    if not low <= value <= high:  # NaN fails too
+        raise ValueError(f"{name}={value!r} is outside the widget's range [{low:g}, {high:g}]; pass a value in it")
+    return slider
+
+
+def redraw_on_change(controls: Iterable, redraw: Callable[[], None]) -> None:
+    """Call ``redraw()`` whenever one of ``controls`` changes value.
+
+    When ``redraw`` raises (a value the demo refuses, e.g. NaN typed into a slider), the control
+    goes back to its previous value (drawn again) and the error propagates: the widget stays at its
+    last valid state instead of failing on every later change.
+    """
+    restoring = False
+
+    def on_change(change) -> None:
+        nonlocal restoring
+        try:
+            redraw()
+        except Exception:
+            if not restoring:
+                restoring = True
+                try:
+                    change["owner"].value = change["old"]
+                finally:
+                    restoring = False
+            raise
+
+    for control in controls:
+        control.observe(on_change, names="value")
 
 
 def figure_png(figure, dpi: int = 80) -> bytes:

@@ -17,7 +17,7 @@ import torch
 
 from regkit._validate import check_number
 from regkit.optim import AdamCPR
-from regkit.widgets import figure_png
+from regkit.widgets import figure_png, in_range, redraw_on_change
 
 TARGET = (1.6, 1.2)  # w*, ||w*||^2 = 4: bounds below 4 bind
 
@@ -85,7 +85,8 @@ def render_png(run: dict[str, np.ndarray], kappa: float, dpi: int = 90) -> bytes
 
 
 def cpr_widget(kappa: float = 1.0, kappa_update: float = 1.0, steps: int = 300):
-    """Sliders for ``kappa`` and ``kappa_update`` (log scale) above the PNG of `draw` in an ``Image`` widget.
+    """Sliders for ``kappa`` (0.1..10) and ``kappa_update`` (0.01..10), log scale, above the PNG of `draw`
+    in an ``Image`` widget (a starting value outside a slider's range raises ValueError).
 
     ``box.controls`` maps the names to the sliders; ``box.drawn`` holds the ``(run, kappa)`` last
     drawn (for tests and for reading the numbers behind the picture). Display it with
@@ -96,22 +97,22 @@ def cpr_widget(kappa: float = 1.0, kappa_update: float = 1.0, steps: int = 300):
     cpr_toy_run(kappa, kappa_update, steps)  # validate before building anything
     style = {"description_width": "100px"}
     controls = {
-        "kappa": widgets.FloatLogSlider(value=kappa, base=10, min=-1, max=1, step=0.05, description="kappa",
-                                        readout_format=".3g", style=style),
-        "kappa_update": widgets.FloatLogSlider(value=kappa_update, base=10, min=-2, max=1, step=0.1,
-                                               description="kappa_update", readout_format=".3g", style=style),
+        "kappa": in_range("kappa", kappa, widgets.FloatLogSlider(
+            value=kappa, base=10, min=-1, max=1, step=0.05, description="kappa", readout_format=".3g", style=style)),
+        "kappa_update": in_range("kappa_update", kappa_update, widgets.FloatLogSlider(
+            value=kappa_update, base=10, min=-2, max=1, step=0.1, description="kappa_update", readout_format=".3g",
+            style=style)),
     }  # fmt: skip
     image = widgets.Image(format="png", layout=widgets.Layout(width="960px"))
     box = widgets.VBox([widgets.HBox(list(controls.values())), image])
     box.controls = controls
 
-    def redraw(_=None):
+    def redraw():
         k, mu = float(controls["kappa"].value), float(controls["kappa_update"].value)
         run = cpr_toy_run(k, mu, steps)
         box.drawn = (run, k)
         image.value = render_png(run, k)
 
-    for control in controls.values():
-        control.observe(redraw, names="value")
+    redraw_on_change(controls.values(), redraw)
     redraw()
     return box

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 
 from regkit.penalties import gradient_norm, update_gradient
-from regkit.widgets import figure_png
+from regkit.widgets import figure_png, in_range, redraw_on_change
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DEFAULT_POINT = (-0.55, 0.45)
@@ -214,24 +214,24 @@ def describe(demo: GradNormDemo) -> str:
 
 def grad_norm_widget(point=DEFAULT_POINT, r: float = 0.1, alpha: float = 0.8, dtype: str = "float64"):
     """The classroom widget: sliders ``r`` (log, 1e-8..1), ``alpha`` (0..2), a precision toggle, the
-    figure of :func:`draw_grad_norm_demo` as a PNG and a line of numbers. Returns an ``ipywidgets.VBox``."""
+    figure of :func:`draw_grad_norm_demo` as a PNG and a line of numbers. Returns an ``ipywidgets.VBox``.
+    A starting ``r`` or ``alpha`` outside its slider's range raises ValueError."""
     import ipywidgets as widgets
 
     grad_norm_demo(r, alpha, point, dtype)  # validate before building anything
-    r_slider = widgets.FloatLogSlider(value=r, base=10, min=-8, max=0, step=0.25, description="r",
-                                      readout_format=".1e", continuous_update=False)
-    alpha_slider = widgets.FloatSlider(value=alpha, min=0.0, max=2.0, step=0.05, description="alpha",
-                                       continuous_update=False)
+    r_slider = in_range("r", r, widgets.FloatLogSlider(value=r, base=10, min=-8, max=0, step=0.25, description="r",
+                                                       readout_format=".1e", continuous_update=False))
+    alpha_slider = in_range("alpha", alpha, widgets.FloatSlider(value=alpha, min=0.0, max=2.0, step=0.05,
+                                                                description="alpha", continuous_update=False))
     dtype_toggle = widgets.ToggleButtons(options=list(DTYPES), value=dtype, description="precision")
     image = widgets.Image(format="png")
     readout = widgets.HTML()
 
-    def redraw(_=None) -> None:
+    def redraw() -> None:
         demo = grad_norm_demo(r_slider.value, alpha_slider.value, point, dtype_toggle.value)
         image.value = figure_png(draw_grad_norm_demo(demo))
         readout.value = describe(demo)
 
-    for control in (r_slider, alpha_slider, dtype_toggle):
-        control.observe(redraw, names="value")
+    redraw_on_change((r_slider, alpha_slider, dtype_toggle), redraw)
     redraw()
     return widgets.VBox([widgets.HBox([r_slider, alpha_slider]), dtype_toggle, image, readout])

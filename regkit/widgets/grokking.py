@@ -28,7 +28,7 @@ from regkit.grokking import (
     steps_to,
 )  # fmt: skip
 from regkit.history import History
-from regkit.widgets import figure_png
+from regkit.widgets import figure_png, redraw_on_change
 
 PACKAGED_HISTORIES = Path(__file__).parent / "data" / "grokking_quick.json"
 HISTORIES_NAME = "06_grokking"  # the notebook records runs/<profile>/06_grokking.histories.json
@@ -147,7 +147,7 @@ def grokking_widget(histories=None, runs: Sequence[str] | None = None, metric: s
     box = widgets.VBox([widgets.HBox(list(controls.values())), image])
     box.controls = controls
 
-    def redraw(_=None):
+    def redraw():
         selected = list(controls["runs"].value)
         if not selected:
             return  # keep the last picture while nothing is selected
@@ -156,8 +156,7 @@ def grokking_widget(histories=None, runs: Sequence[str] | None = None, metric: s
         box.drawn = (curves, chosen_metric, chosen_logx)
         image.value = render_png(recorded, curves, chosen_metric, chosen_logx)
 
-    for control in controls.values():
-        control.observe(redraw, names="value")
+    redraw_on_change(controls.values(), redraw)
     redraw()
     return box
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from regkit.optim import SGD, SGDP
 from regkit.scale_invariance import cosine_objective, trajectory, unit_vector
-from regkit.widgets import figure_png
+from regkit.widgets import figure_png, redraw_on_change
 
 MAX_STEPS = 2000
 
@@ -111,12 +111,11 @@ def scale_invariance_widget(steps: int = 100):
     box = widgets.VBox([widgets.HBox(list(controls.values())), image])
     box.controls = controls
 
-    def redraw(_=None):
+    def redraw():
         values = {name: control.value for name, control in controls.items()}
         box.drawn = norm_growth(**values, steps=steps)
         image.value = render_png(box.drawn, **values)
 
-    for control in controls.values():
-        control.observe(redraw, names="value")
+    redraw_on_change(controls.values(), redraw)
     redraw()
     return box

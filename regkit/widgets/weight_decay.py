@@ -30,7 +30,7 @@ import torch
 
 from regkit._validate import check_number
 from regkit.optim import SGD, Adam
-from regkit.widgets import figure_png
+from regkit.widgets import figure_png, redraw_on_change
 
 CURVATURES = (1.0, 0.05)
 TARGET = (1.5, 3.0)
@@ -219,12 +219,11 @@ def weight_decay_widget(steps: int = 150):
     box = widgets.VBox([*controls.values(), image])
     box.controls = controls
 
-    def redraw(_=None):
+    def redraw():
         paths = decay_paths(optimizer.value, lr.value, weight_decay.value, momentum.value, steps)
         box.drawn = (paths, decay.value)
         image.value = render_png(paths, decay.value)
 
-    for control in controls.values():
-        control.observe(redraw, names="value")
+    redraw_on_change(controls.values(), redraw)
     redraw()
     return box
