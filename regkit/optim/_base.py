@@ -54,6 +54,15 @@ def reject_unsupported_dtypes(params: list[Tensor], name: str, refused: dict) ->
             raise ValueError(f"{name} does not support {p.dtype} params (shape {tuple(p.shape)}): {refused[p.dtype]}")
 
 
+class KeepsOwnAttributes:
+    """Mixin for an Optimizer with attributes of its own (a schedule, a base optimizer): ``copy.deepcopy`` and
+    pickle keep them (torch's ``__getstate__`` keeps only ``defaults``, ``state`` and ``param_groups``)."""
+
+    def __getstate__(self) -> dict:
+        own = {k: v for k, v in vars(self).items() if not k.startswith("_optimizer_")}  # not torch's hook dicts
+        return {**own, **super().__getstate__()}
+
+
 def increment_steps(counters: list[Tensor]) -> list[float]:
     """``t <- t + 1`` for each CPU step counter; returns the new counts as Python floats."""
     torch._foreach_add_(counters, 1.0)

@@ -31,7 +31,12 @@ from torch.optim import Optimizer
 
 from regkit._validate import check_number
 from regkit.distributed import reject_sharded
-from regkit.optim._base import check_loaded_state, reject_unsupported_dtypes, tensor_steps_
+from regkit.optim._base import (
+    KeepsOwnAttributes,
+    check_loaded_state,
+    reject_unsupported_dtypes,
+    tensor_steps_,
+)
 
 NORMS = ("global", "layer")
 
@@ -126,7 +131,7 @@ class GraftingSchedule:
         return self.rows[step]
 
 
-class Graft(Optimizer):
+class Graft(KeepsOwnAttributes, Optimizer):
     r"""Grafting: ``w <- w - lr * m * g / max(||g||, eps)`` (see the module docstring).
 
     The magnitude ``m`` of each step comes from ``schedule[t]`` if a ``GraftingSchedule`` is
@@ -307,7 +312,7 @@ def _check_group(group: dict) -> None:
     _check_norm(group["norm"])
     check_number("eps", group["eps"], 0.0)
     if group["eps"] == 0:
-        raise ValueError("eps must be > 0 (the floor of the gradient norm), got 0")
+        raise ValueError(f"eps must be > 0 (the floor of the gradient norm), got {group['eps']!r}")
     if group["foreach"] not in (None, True, False):
         raise ValueError(f"foreach must be None, True or False, got {group['foreach']!r}")
 

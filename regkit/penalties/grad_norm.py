@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from regkit.distributed import reject_sharded
+from regkit.optim._base import KeepsOwnAttributes
 
 DIFFERENCES = ("forward", "central", "exact")
 NORMALIZATIONS = ("global", "layer")
@@ -197,7 +198,7 @@ def _check_nonnegative(name: str, value) -> None:
         raise ValueError(f"{name}={value!r} is not valid; it must be a finite number >= 0")
 
 
-class GNP(Optimizer):
+class GNP(KeepsOwnAttributes, Optimizer):
     """Gradient-norm penalty by finite differences: two passes around any base optimizer.
 
     Per step, on the closure's batch (``lam = alpha * r``; ``v = g / ||g||`` over all params, or per
