@@ -290,6 +290,8 @@ class GNP(KeepsOwnAttributes, Optimizer):
         if warmup is not None and (isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int)
                                    or warmup_steps < 1):
             raise ValueError(f"warmup={warmup!r} needs warmup_steps, a positive int; got warmup_steps={warmup_steps!r}")
+        if foreach not in (None, True, False):
+            raise ValueError(f"foreach={foreach!r} is not valid; choose None, True or False")
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module or None, got {type(model).__name__}")
         if isinstance(base_optimizer, Optimizer) or not callable(base_optimizer):
