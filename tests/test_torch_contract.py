@@ -215,3 +215,10 @@ def test_unsupported_inputs_raise_clear_errors(name):
 
     with pytest.raises(ValueError, match="sparse"):
         opt.step(closure)
+
+
+@pytest.mark.parametrize("make", [ro.SGD, ro.SGDW, ro.SGDP])
+def test_sgd_family_defaults_lr_like_torch_sgd(make):
+    """torch.optim.SGD(params) defaults lr to 1e-3; regkit's SGD, SGDW and SGDP required it."""
+    params = list(Net().parameters())
+    assert make(params).defaults["lr"] == torch.optim.SGD(params).defaults["lr"] == 1e-3

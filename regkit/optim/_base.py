@@ -54,6 +54,33 @@ def reject_unsupported_dtypes(params: list[Tensor], name: str, refused: dict) ->
             raise ValueError(f"{name} does not support {p.dtype} params (shape {tuple(p.shape)}): {refused[p.dtype]}")
 
 
+class ChecksLoadedState:
+    """Mixin for a ``torch.optim.Optimizer``: what ``__setstate__`` (also the end of ``load_state_dict``) does.
+
+    A state saved by another optimizer (a non-empty ``state[p]`` without a key of `required_state`) is
+    refused before anything changes; groups saved without one of our options get its default (a
+    torch.optim.SGD checkpoint has no ``decoupled_weight_decay``); Python-number steps become tensors.
+    torch's ``__setstate__`` adds ``differentiable`` to ``defaults``: regkit has no such option and drops
+    it, so a checkpoint round trip gives the same param-group keys.
+    """
+
+    def required_state(self, group: dict) -> tuple[str, ...]:
+        """The keys every non-empty ``state[p]`` of ``group`` must hold (a loaded state dict is checked)."""
+        return ()
+
+    def __setstate__(self, state: dict) -> None:
+        own = state["defaults"] if "defaults" in state else self.defaults  # unpickling, else load_state_dict
+        check_loaded_state(type(self).__name__, own, state, self.required_state)
+        own = set(own)
+        super().__setstate__(state)
+        for key in set(self.defaults) - own:
+            del self.defaults[key]
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+        tensor_steps_(self.state)
+
+
 class KeepsOwnAttributes:
     """Mixin for an Optimizer with attributes of its own (a schedule, a base optimizer): ``copy.deepcopy`` and
     pickle keep them (torch's ``__getstate__`` keeps only ``defaults``, ``state`` and ``param_groups``)."""
@@ -69,7 +96,7 @@ def increment_steps(counters: list[Tensor]) -> list[float]:
     return [t.item() for t in counters]
 
 
-class FunctionalOptimizer(torch.optim.Optimizer):
+class FunctionalOptimizer(ChecksLoadedState, torch.optim.Optimizer):
     """A ``torch.optim.Optimizer`` whose ``step`` calls one functional update per param group.
 
     Subclasses set ``functional_update`` (a staticmethod over lists of tensors, built from
@@ -95,10 +122,6 @@ class FunctionalOptimizer(torch.optim.Optimizer):
     def check_defaults(self, defaults: dict) -> None:
         """Validate the constructor's hyperparameters (before any param group exists)."""
         self.check_hyperparameters(defaults)
-
-    def required_state(self, group: dict) -> tuple[str, ...]:
-        """The keys every non-empty ``state[p]`` of ``group`` must hold (a loaded state dict is checked)."""
-        return ()
 
     def check_hyperparameters(self, group: dict) -> None:
         raise NotImplementedError
@@ -127,22 +150,10 @@ class FunctionalOptimizer(torch.optim.Optimizer):
                 raise
 
     def __setstate__(self, state: dict) -> None:
-        """Also runs at the end of ``load_state_dict``: groups saved without one of our options get its default
-        (a torch.optim.SGD checkpoint has no ``decoupled_weight_decay``), fixed ones are re-imposed, Python-number
-        steps become tensors. A state saved by another optimizer is refused before anything changes. torch's
-        ``__setstate__`` adds ``differentiable`` to ``defaults``; regkit has no such option and drops it, so a
-        checkpoint round trip gives the same param-group keys."""
-        own = state["defaults"] if "defaults" in state else self.defaults  # unpickling, else load_state_dict
-        check_loaded_state(type(self).__name__, own, state, self.required_state)
-        own = set(own)
+        """`ChecksLoadedState`'s checks and defaults; then the fixed hyperparameters are re-imposed."""
         super().__setstate__(state)
-        for key in set(self.defaults) - own:
-            del self.defaults[key]
         for group in self.param_groups:
-            for key, value in self.defaults.items():
-                group.setdefault(key, value)
             group.update(self.fixed_hyperparameters)
-        tensor_steps_(self.state)
 
     @staticmethod
     def resolve_foreach(foreach: bool | None, params: list[Tensor]) -> bool:

@@ -31,12 +31,7 @@ from torch.optim import Optimizer
 
 from regkit._validate import check_number
 from regkit.distributed import reject_sharded
-from regkit.optim._base import (
-    KeepsOwnAttributes,
-    check_loaded_state,
-    reject_unsupported_dtypes,
-    tensor_steps_,
-)
+from regkit.optim._base import ChecksLoadedState, KeepsOwnAttributes, reject_unsupported_dtypes
 
 NORMS = ("global", "layer")
 
@@ -131,7 +126,7 @@ class GraftingSchedule:
         return self.rows[step]
 
 
-class Graft(KeepsOwnAttributes, Optimizer):
+class Graft(KeepsOwnAttributes, ChecksLoadedState, Optimizer):
     r"""Grafting: ``w <- w - lr * m * g / max(||g||, eps)`` (see the module docstring).
 
     The magnitude ``m`` of each step comes from ``schedule[t]`` if a ``GraftingSchedule`` is
@@ -195,19 +190,8 @@ class Graft(KeepsOwnAttributes, Optimizer):
             self.param_groups.pop()
             raise
 
-    def __setstate__(self, state: dict) -> None:
-        """Also runs at the end of ``load_state_dict``: a state saved by another optimizer (no ``step``) is
-        refused, missing group options get their defaults, Python-number steps become tensors."""
-        defaults = state["defaults"] if "defaults" in state else self.defaults
-        check_loaded_state(type(self).__name__, defaults, state, lambda group: ("step",))
-        own = set(defaults)
-        super().__setstate__(state)
-        for key in set(self.defaults) - own:  # torch adds 'differentiable'; Graft has no such option
-            del self.defaults[key]
-        for group in self.param_groups:
-            for key, value in self.defaults.items():
-                group.setdefault(key, value)
-        tensor_steps_(self.state)
+    def required_state(self, group: dict) -> tuple[str, ...]:
+        return ("step",)  # a loaded state without it was saved by another optimizer
 
     @property
     def _num_params(self) -> int:
