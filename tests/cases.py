@@ -32,7 +32,10 @@ Check names (the keys of ``tolerance`` and ``skip``) are listed in CHECKS.
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
+
 import regkit.optim as ro
+from regkit.penalties import GNP, SAM
 
 CHECKS = (
     "direction",
@@ -115,6 +118,38 @@ AWD_CONVERGE = {"quadratic": {"lr": 0.1, "steps": 80}, "rosenbrock": {"lr": 0.2,
 CPR = dict(make=ro.AdamCPR, invalid=CPR_INVALID, converge=CPR_CONVERGE, takes_model=True,
            tolerance={"compile": {"rtol": 1e-6, "atol": 1e-9}})
 
+
+def sam(params, **kwargs):
+    return SAM(params, ro.SGD, **kwargs)
+
+
+def gnp(params, **kwargs):
+    return GNP(params, ro.SGD, **kwargs)
+
+
+def graft(params, **kwargs):
+    """External grafting with the magnitudes of a run whose gradient norm halves every 200 steps."""
+    rows = [torch.tensor(0.5 ** (t / 200), dtype=torch.float64) for t in range(2000)]
+    return ro.Graft(params, schedule=ro.GraftingSchedule("global", rows), **kwargs)
+
+
+# Two-pass wrappers around regkit SGD: the base optimizer validates lr etc. (a group added later goes to it);
+# foreach and for-loop paths take different norms (torch._foreach_norm vs vector_norm): equal to rounding.
+WRAPPER = dict(
+    needs_closure=True,
+    tolerance={"foreach": {"rtol": 1e-12, "atol": 1e-14}},
+    skip={"compile": "a wrapper: its step runs backward passes; the base optimizer's update has the compile test"},
+)
+# The penalty's fixed radius r keeps GNP a distance ~r from Rosenbrock's minimum: a smaller r there.
+GNP_CONVERGE = {**SGD_CONVERGE, "rosenbrock": {"lr": 1.4e-3, "steps": 250, "r": 1e-3}}
+GRAFT_CONVERGE = {"quadratic": {"lr": 0.02, "steps": 600}, "rosenbrock": {"lr": 0.02, "steps": 1500}}
+SAM_INVALID = {"rho": -0.1, "lr": -0.1, "momentum": -0.5, "foreach": "yes"}
+GNP_INVALID = {"alpha": -0.5, "r": -0.1, "difference": "backward", "lr": -0.1, "momentum": 1.5}
+GRAFT_SKIP = {
+    "compile": "Graft/NGD step spans all groups (one global norm); the functional graft_update has its own compile test",
+    "param_groups": "one global norm and one schedule across all groups: separate optimizers are a different method",
+}
+
 # fmt: off
 CASES = [
     Case("sgd", ro.SGD, {"lr": 0.05}, {**SGD_INVALID, "nesterov": True}, SLOW_SGD_CONVERGE),
@@ -140,5 +175,9 @@ CASES = [
     Case("adam_awd", ro.AdamAWD, {"lr": 0.01, "weight_decay": 0.1}, ADAM_INVALID, AWD_CONVERGE),
     Case("adam_awd_amsgrad_maximize", ro.AdamAWD, {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True, "maximize": True}, ADAM_INVALID, AWD_CONVERGE),
     Case("adam_adadecay", ro.AdamAdaDecay, {"lr": 0.01, "weight_decay": 1e-2, "alpha": 2.0}, {**ADAM_INVALID, "alpha": -1.0}, ADAM_CONVERGE),
+    Case("sam_sgd_momentum", sam, {"rho": 0.01, "lr": 0.05, "momentum": 0.9}, SAM_INVALID, SGD_CONVERGE, **WRAPPER),
+    Case("gnp_forward_sgd", gnp, {"alpha": 0.8, "r": 0.01, "lr": 0.05, "momentum": 0.9}, GNP_INVALID, GNP_CONVERGE, **WRAPPER),
+    Case("gnp_central_layer_sgd", gnp, {"alpha": 0.5, "r": 0.01, "difference": "central", "normalize": "layer", "lr": 0.05, "momentum": 0.9}, GNP_INVALID, GNP_CONVERGE, **WRAPPER),
+    Case("graft_schedule", graft, {"lr": 0.01}, {"lr": -0.1, "eps": 0.0, "foreach": "yes"}, GRAFT_CONVERGE, skip=GRAFT_SKIP),
 ]
 # fmt: on

@@ -187,7 +187,7 @@ def test_reg_by_lr_scales_the_constraint_step_by_the_learning_rate():
 
 # --- dtypes, checkpoints, paths ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])  # float16 params are refused (Adam's statistics)
 def test_bounds_and_multipliers_stay_float32_through_a_checkpoint(dtype):
     model, ip_model = mlp(dtype), mlp(dtype)  # eps 1e-4: Adam's default 1e-8 is 0 in float16
     opt = ro.AdamCPR(model, lr=1e-2, eps=1e-4, kappa_init_method="uniform", kappa_init_param=1e5, adaptive_bounds=True)
@@ -209,7 +209,7 @@ def test_bounds_and_multipliers_stay_float32_through_a_checkpoint(dtype):
                     assert value.dtype == torch.float32 and torch.equal(value, optimizer.state[p][key]), key
             assert fresh.state[q]["exp_avg"].dtype == dtype
         assert fresh.param_groups[0]["kappa_init_method"] == optimizer.param_groups[0]["kappa_init_method"]
-    assert all(opt.state[p]["kappa"].item() == 1e5 for p in regularized(opt))  # inf in float16
+    assert all(opt.state[p]["kappa"].item() == 1e5 for p in regularized(opt))  # 99840 in bfloat16
 
 
 @pytest.mark.parametrize("measure", measures.MEASURES)

@@ -188,11 +188,11 @@ def test_gradient_magnitude_counts_missing_grads_as_zero():
 
 def test_invalid_arguments_raise():
     params = tensors_with_grads()
-    with pytest.raises(ValueError, match="lr must be a number >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"lr must be in \[0.0, inf\], got -1"):
         Graft(params, lr=-1)
     with pytest.raises(ValueError, match="norm='tensor' is not one of 'global', 'layer'"):
         NGD(params, lr=0.1, norm="tensor")
-    with pytest.raises(ValueError, match="eps must be a number > 0, got 0"):
+    with pytest.raises(ValueError, match="eps must be > 0"):
         NGD(params, lr=0.1, eps=0)
     with pytest.raises(ValueError, match="norm='layer' differs from the first group's norm='global'"):
         Graft([{"params": params[:1]}, {"params": params[1:], "norm": "layer"}], lr=0.1)

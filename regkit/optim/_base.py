@@ -17,13 +17,86 @@ def step_counter() -> Tensor:
     return torch.tensor(0.0, dtype=dtype)
 
 
+def tensor_steps_(states: dict) -> None:
+    """Turn a loaded ``state[p]["step"]`` that is a Python number (an older or hand-made checkpoint) into
+    the CPU float tensor that `step_counter` makes, so ``step()`` can count on it."""
+    for buffers in states.values():
+        if "step" in buffers and not torch.is_tensor(buffers["step"]):
+            buffers["step"] = step_counter().fill_(float(buffers["step"]))
+
+
+def check_loaded_state(name: str, defaults: dict, state: dict, required: Callable[[dict], tuple]) -> None:
+    """Refuse a loaded state whose per-parameter state lacks a key optimizer ``name`` needs (``required(group)``).
+
+    Runs before the loaded state replaces the current one, so a refused load changes nothing.
+    A non-empty ``state[p]`` without, e.g., ``exp_avg`` was saved by another optimizer.
+    """
+    for index, group in enumerate(state["param_groups"]):
+        needed = required({**defaults, **group})
+        for position, p in enumerate(group["params"]):
+            buffers = state["state"].get(p, {})
+            missing = [key for key in needed if key not in buffers] if buffers else []
+            if missing:
+                raise ValueError(
+                    f"{name}.load_state_dict: state of param_groups[{index}]['params'][{position}] has no "
+                    f"{missing[0]!r} (it holds {sorted(buffers)}): the state dict was probably saved by another "
+                    f"optimizer; load one saved by {name}.state_dict(), or start from a fresh {name}"
+                )
+
+
+def reject_unsupported_dtypes(params: list[Tensor], name: str, refused: dict) -> None:
+    """ValueError for complex or non-floating-point params, and for the dtypes in ``refused`` ({dtype: advice})."""
+    unsupported = {p.dtype for p in params if p.is_complex() or not p.is_floating_point()}
+    if unsupported:
+        raise ValueError(f"params must be real floating-point tensors, got dtypes {sorted(map(str, unsupported))}")
+    for p in params:
+        if p.dtype in refused:
+            raise ValueError(f"{name} does not support {p.dtype} params (shape {tuple(p.shape)}): {refused[p.dtype]}")
+
+
+class ChecksLoadedState:
+    """Mixin for a ``torch.optim.Optimizer``: what ``__setstate__`` (also the end of ``load_state_dict``) does.
+
+    A state saved by another optimizer (a non-empty ``state[p]`` without a key of `required_state`) is
+    refused before anything changes; groups saved without one of our options get its default (a
+    torch.optim.SGD checkpoint has no ``decoupled_weight_decay``); Python-number steps become tensors.
+    torch's ``__setstate__`` adds ``differentiable`` to ``defaults``: regkit has no such option and drops
+    it, so a checkpoint round trip gives the same param-group keys.
+    """
+
+    def required_state(self, group: dict) -> tuple[str, ...]:
+        """The keys every non-empty ``state[p]`` of ``group`` must hold (a loaded state dict is checked)."""
+        return ()
+
+    def __setstate__(self, state: dict) -> None:
+        own = state["defaults"] if "defaults" in state else self.defaults  # unpickling, else load_state_dict
+        check_loaded_state(type(self).__name__, own, state, self.required_state)
+        own = set(own)
+        super().__setstate__(state)
+        for key in set(self.defaults) - own:
+            del self.defaults[key]
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+        tensor_steps_(self.state)
+
+
+class KeepsOwnAttributes:
+    """Mixin for an Optimizer with attributes of its own (a schedule, a base optimizer): ``copy.deepcopy`` and
+    pickle keep them (torch's ``__getstate__`` keeps only ``defaults``, ``state`` and ``param_groups``)."""
+
+    def __getstate__(self) -> dict:
+        own = {k: v for k, v in vars(self).items() if not k.startswith("_optimizer_")}  # not torch's hook dicts
+        return {**own, **super().__getstate__()}
+
+
 def increment_steps(counters: list[Tensor]) -> list[float]:
     """``t <- t + 1`` for each CPU step counter; returns the new counts as Python floats."""
     torch._foreach_add_(counters, 1.0)
     return [t.item() for t in counters]
 
 
-class FunctionalOptimizer(torch.optim.Optimizer):
+class FunctionalOptimizer(ChecksLoadedState, torch.optim.Optimizer):
     """A ``torch.optim.Optimizer`` whose ``step`` calls one functional update per param group.
 
     Subclasses set ``functional_update`` (a staticmethod over lists of tensors, built from
@@ -40,6 +113,15 @@ class FunctionalOptimizer(torch.optim.Optimizer):
     fixed_hyperparameters: dict = {}  # e.g. AdamW: {"decoupled_weight_decay": True}, also after load_state_dict
     # True for updates that use norms of whole tensors (AdamP, AdamCPR): sharded (FSDP/DTensor) params are refused
     whole_tensor_norms: bool = False
+    refused_dtypes: dict = {}  # {dtype: what to do instead}, e.g. Adam refuses float16
+
+    def __init__(self, params, defaults: dict):
+        self.check_defaults(defaults)  # like torch.optim: bad hyperparameters fail before params are looked at
+        super().__init__(params, defaults)
+
+    def check_defaults(self, defaults: dict) -> None:
+        """Validate the constructor's hyperparameters (before any param group exists)."""
+        self.check_hyperparameters(defaults)
 
     def check_hyperparameters(self, group: dict) -> None:
         raise NotImplementedError
@@ -53,14 +135,11 @@ class FunctionalOptimizer(torch.optim.Optimizer):
                 raise ValueError(f"{type(self).__name__} always has {key}={value}, got {param_group[key]!r}")
         self.check_hyperparameters({**self.defaults, **param_group})
         super().add_param_group(param_group)
-        unsupported = {
-            p.dtype for p in self.param_groups[-1]["params"] if p.is_complex() or not p.is_floating_point()
-        }
-        if unsupported:
+        try:
+            reject_unsupported_dtypes(self.param_groups[-1]["params"], type(self).__name__, self.refused_dtypes)
+        except ValueError:
             self.param_groups.pop()
-            raise ValueError(
-                f"params must be real floating-point tensors, got dtypes {sorted(map(str, unsupported))}"
-            )
+            raise
         if self.whole_tensor_norms:
             try:
                 group, index = self.param_groups[-1], len(self.param_groups) - 1
@@ -71,12 +150,9 @@ class FunctionalOptimizer(torch.optim.Optimizer):
                 raise
 
     def __setstate__(self, state: dict) -> None:
-        """Also runs at the end of ``load_state_dict``: groups saved without one of our options get its default
-        (a torch.optim.SGD checkpoint has no ``decoupled_weight_decay``), fixed ones are re-imposed."""
+        """`ChecksLoadedState`'s checks and defaults; then the fixed hyperparameters are re-imposed."""
         super().__setstate__(state)
         for group in self.param_groups:
-            for key, value in self.defaults.items():
-                group.setdefault(key, value)
             group.update(self.fixed_hyperparameters)
 
     @staticmethod

@@ -17,6 +17,14 @@ from regkit.optim._functional import (
     device_dtype_buckets,
 )
 
+ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")  # what every stepped parameter's state holds (torch's keys)
+# float16 has no room for Adam's statistics: (1 - beta2) g^2 underflows to 0 for |g| < ~1e-3 and eps = 1e-8
+# rounds to 0, so m / (sqrt(v) + eps) becomes inf/NaN within a few steps.
+FLOAT16_ADVICE = (
+    "Adam's second moment underflows and eps=1e-8 rounds to 0 in float16 (inf/NaN within steps); keep float32 "
+    "params and train under torch.autocast(dtype=torch.float16) with a GradScaler, or use bfloat16 params"
+)
+
 
 def adam(
     params: list[Tensor],
@@ -80,7 +88,11 @@ class Adam(FunctionalOptimizer):
 
     ``state[p]``: ``step`` (CPU float tensor, as in torch.optim), ``exp_avg``,
     ``exp_avg_sq``, ``max_exp_avg_sq`` (amsgrad); a state dict loads into torch.optim.Adam
-    and back. ``step`` turns the step counts into host floats (a CPU ``.item()``, no
+    and back (a Python-number ``step`` is turned into a tensor; a state without ``exp_avg``
+    etc., saved by another optimizer, is refused on load). float16 params are refused
+    (ValueError: the statistics underflow; use float32 params with autocast, or bfloat16).
+    Non-finite gradients are not detected (no host sync): a NaN/inf entry makes its own
+    tensor NaN, the other tensors step normally (as torch.optim.Adam). ``step`` turns the step counts into host floats (a CPU ``.item()``, no
     device sync) and the functional update receives them, so the update has no host
     sync and compiles with ``fullgraph=True``.
 
@@ -104,6 +116,7 @@ class Adam(FunctionalOptimizer):
     """
 
     functional_update = staticmethod(adam)
+    refused_dtypes = {torch.float16: FLOAT16_ADVICE}
 
     def __init__(
         self,
@@ -138,6 +151,9 @@ class Adam(FunctionalOptimizer):
         for flag in ("decoupled_weight_decay", "amsgrad", "maximize"):
             check_flag(flag, group[flag])
         check_flag("foreach", group["foreach"], allow_none=True)
+
+    def required_state(self, group: dict) -> tuple[str, ...]:
+        return ADAM_STATE
 
     def prepare_update(self, group: dict, params: list[Tensor]) -> tuple[tuple, dict]:
         exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = adam_state(self.state, params, amsgrad=group["amsgrad"])

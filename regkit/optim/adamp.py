@@ -53,7 +53,7 @@ from regkit.optim._functional import (
     momentum_update_,
     nesterov_direction,
 )
-from regkit.optim.adam import adam_state
+from regkit.optim.adam import ADAM_STATE, adam_state
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -409,6 +409,9 @@ class AdamP(FunctionalOptimizer):
         check_betas(group["betas"])
         _check_projection(group)
 
+    def required_state(self, group: dict) -> tuple[str, ...]:
+        return ADAM_STATE
+
     def prepare_update(self, group: dict, params: list[Tensor]) -> tuple[tuple, dict]:
         exp_avgs, exp_avg_sqs, _, steps = adam_state(self.state, params)
         beta1, beta2 = group["betas"]
@@ -442,7 +445,7 @@ class SGDP(FunctionalOptimizer):
     ``state[p]``: ``momentum_buffer`` (torch's key) when ``momentum != 0``.
 
     Args:
-        params: parameters or param-group dicts. lr: required. momentum: in [0, 1), default
+        params: parameters or param-group dicts. lr: default 1e-3 (as torch.optim.SGD). momentum: in [0, 1), default
         0. dampening: in [0, 1], default 0. weight_decay: default 0. nesterov: default False
         (needs momentum > 0 and dampening 0). eps: > 0, default 1e-8. delta: default 0.1.
         wd_ratio: in [0, 1], default 0.1. The positional order is ``adamp.SGDP``'s.
@@ -467,7 +470,7 @@ class SGDP(FunctionalOptimizer):
     def __init__(
         self,
         params,
-        lr: float,
+        lr: float = 1e-3,
         momentum: float = 0.0,
         dampening: float = 0.0,
         weight_decay: float = 0.0,
@@ -498,6 +501,9 @@ class SGDP(FunctionalOptimizer):
                 "nesterov=True needs momentum > 0 and dampening == 0, "
                 f"got momentum={group['momentum']!r}, dampening={group['dampening']!r}"
             )
+
+    def required_state(self, group: dict) -> tuple[str, ...]:
+        return ("momentum_buffer",) if group["momentum"] != 0 else ()
 
     def prepare_update(self, group: dict, params: list[Tensor]) -> tuple[tuple, dict]:
         buffers = []

@@ -13,7 +13,7 @@ from regkit._validate import check_betas, check_flag, check_number
 from regkit.optim._base import FunctionalOptimizer
 from regkit.optim._float32_state import Float32State
 from regkit.optim._functional import device_dtype_buckets, each
-from regkit.optim.adam import adam, adam_state
+from regkit.optim.adam import ADAM_STATE, FLOAT16_ADVICE, adam, adam_state
 from regkit.optim.measures import MEASURES, descend_, evaluate, norms
 
 KAPPA_INIT_METHODS = ("uniform", "warm_start", "dependent", "inflection_point")
@@ -245,8 +245,8 @@ def model_param_groups(model: nn.Module, reg_embedding: bool = False) -> list[di
 
 
 def _split_by_ndim(params: list[Tensor]) -> list[dict]:
-    regularized = [p for p in params if p.ndim >= 2]
-    rest = [p for p in params if p.ndim < 2]
+    regularized = [p for p in params if p.ndim >= 2 and p.numel() > 0]  # an empty tensor has nothing to bound
+    rest = [p for p in params if p.ndim < 2 or p.numel() == 0]
     return [
         {"params": ps, "regularize": flag} for ps, flag in ((regularized, True), (rest, False)) if ps
     ]
@@ -351,6 +351,7 @@ class AdamCPR(Float32State, FunctionalOptimizer):
 
     functional_update = staticmethod(adam_cpr)
     whole_tensor_norms = True  # R(w) of whole tensors: sharded (FSDP) params are refused
+    refused_dtypes = {torch.float16: FLOAT16_ADVICE}
     float32_state = ("lagmul", "kappa", "norm_ema", "norm_ema_prev", "norm_slope_prev", "was_active")
 
     def __init__(
@@ -375,8 +376,6 @@ class AdamCPR(Float32State, FunctionalOptimizer):
         foreach: bool | None = None,
         verbose: bool = True,
     ):
-        check_flag("reg_embedding", reg_embedding)
-        check_flag("verbose", verbose)
         defaults = dict(
             lr=lr,
             betas=betas,
@@ -395,6 +394,9 @@ class AdamCPR(Float32State, FunctionalOptimizer):
             maximize=maximize,
             foreach=foreach,
         )
+        self.check_defaults(defaults)  # before params are looked at (torch.optim's order)
+        check_flag("reg_embedding", reg_embedding)
+        check_flag("verbose", verbose)
         groups, plain = self._groups(params, reg_embedding)
         if plain and verbose:
             print(f"AdamCPR: {_describe(groups)} (a plain iterable: tensors with ndim >= 2 are regularized; "
@@ -414,6 +416,23 @@ class AdamCPR(Float32State, FunctionalOptimizer):
         if params and all(isinstance(p, Tensor) for p in params):
             return _split_by_ndim(params), True
         return params, False
+
+    def check_defaults(self, defaults: dict) -> None:
+        self.check_hyperparameters({**defaults, "regularize": False})  # each group says whether it is regularized
+
+    def required_state(self, group: dict) -> tuple[str, ...]:
+        return ADAM_STATE
+
+    def add_param_group(self, param_group: dict) -> None:
+        """As `FunctionalOptimizer`, and a regularized group must not hold an empty tensor (``mu = 1 / numel``)."""
+        super().add_param_group(param_group)
+        group, index = self.param_groups[-1], len(self.param_groups) - 1
+        names = group.get("names") or [f"param_groups[{index}]['params'][{i}]" for i in range(len(group["params"]))]
+        empty = [f"{name} (shape {tuple(p.shape)})" for name, p in zip(names, group["params"], strict=True) if p.numel() == 0]
+        if group["regularize"] and empty:
+            self.param_groups.pop()
+            raise ValueError(f"AdamCPR cannot constrain an empty tensor: {', '.join(empty)}; put it in a group "
+                             "with regularize=False (an empty tensor has no norm to bound)")
 
     def check_hyperparameters(self, group: dict) -> None:
         if group["regularize"] is None:

@@ -46,10 +46,17 @@ AWD_MEMORY = 0.1  # lambda_bar <- AWD_MEMORY * lambda_bar + (1 - AWD_MEMORY) * n
 def awd_coefficients_(
     lambdas: list[Tensor], grads: list[Tensor], params: list[Tensor], weight_decay: float, *, foreach: bool
 ) -> list[Tensor]:
-    """``lambda_bar <- 0.1 lambda_bar + 0.9 wd ||g|| / ||w||`` (joint norms over the lists) in each tensor's copy."""
+    """``lambda_bar <- 0.1 lambda_bar + 0.9 wd ||g|| / ||w||`` (joint norms over the lists) in each tensor's copy.
+
+    A non-finite ratio (a NaN/inf gradient or weight entry) leaves ``lambda_bar`` unchanged: one bad
+    entry must not decay every tensor of the group to NaN. A device mask, no host sync.
+    """
     w_norm = joint_norm(params, foreach=foreach)
     ratio = torch.where(w_norm > 0, joint_norm(grads, foreach=foreach) / w_norm.clamp_min(1e-30), 0.0)
-    each("mul_", lambdas, AWD_MEMORY, foreach=foreach)
+    finite = ratio.isfinite()
+    memory = torch.where(finite, AWD_MEMORY, 1.0).to(lambdas[0].dtype)
+    ratio = torch.where(finite, ratio, 0.0)
+    each("mul_", lambdas, [memory.to(lam.device) for lam in lambdas], foreach=foreach)
     each("add_", lambdas, [ratio.to(lam.device) for lam in lambdas], alpha=(1 - AWD_MEMORY) * weight_decay,
          foreach=foreach)  # fmt: skip
     return lambdas
@@ -127,7 +134,9 @@ class AdamAWD(Float32State, Adam):
         w <- Adam step (no weight decay)
 
     ``wd`` (``weight_decay``, Ghiasi et al.'s ``lambda_awd``) is the target ratio of the decay
-    term ``lambda_bar ||w||`` to the gradient norm ``||g||``. ``state[p]``: Adam's keys and
+    term ``lambda_bar ||w||`` to the gradient norm ``||g||``. A step whose ``||g|| / ||w||`` is
+    not finite (a NaN/inf gradient entry) keeps ``lambda_bar``: the bad entry then spoils only its
+    own tensor (through Adam), as with `regkit.optim.Adam`, not the whole group. ``state[p]``: Adam's keys and
     ``awd_lambda`` (the group's ``lambda_bar``, one float32 copy per tensor). Args as
     `regkit.optim.AdamW` (default ``weight_decay=1e-2``; the paper tunes ``lambda_awd`` per
     dataset). See `regkit.optim.decay` for the conventions.

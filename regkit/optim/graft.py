@@ -13,7 +13,10 @@ small batch's step length. With ``g`` the gradient in ``.grad`` (the large-batch
                                                                         small-batch run
 
 ``norm="global"``: one norm over every parameter (and one magnitude); ``norm="layer"``: each
-parameter tensor separately (one magnitude per tensor). A zero gradient gives a zero step.
+parameter tensor separately (one magnitude per tensor). A zero gradient gives a zero step. A
+non-finite norm or magnitude (a NaN/inf gradient entry) skips the step of every tensor it scales
+(all of them with ``norm="global"``): the weights stay as they were, decided on the device by a
+mask (no host sync).
 The grafting idea (magnitude of one optimizer, direction of another) is from Agarwal et al.,
 "Disentangling Adaptive Gradient Methods from Learning Rates" (2020).
 """
@@ -26,7 +29,9 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from regkit._validate import check_number
 from regkit.distributed import reject_sharded
+from regkit.optim._base import ChecksLoadedState, KeepsOwnAttributes, reject_unsupported_dtypes
 
 NORMS = ("global", "layer")
 
@@ -35,12 +40,13 @@ def graft_scales(
     grads: list[Tensor], magnitudes: list[Tensor] | None, *, norm: str, eps: float, foreach: bool
 ) -> list[Tensor]:
     """``s = m / max(||g||, eps)``: one 0-dim tensor for ``norm="global"``, one per tensor for
-    ``norm="layer"``. ``magnitudes``: None (``m = 1``, NGD) or aligned with the result."""
+    ``norm="layer"``; NaN where ``||g||`` is not finite (then ``m / ||g||`` may be 0 while the step
+    ``s * g`` is not). ``magnitudes``: None (``m = 1``, NGD) or aligned with the result."""
     norms = list(torch._foreach_norm(grads)) if foreach else [torch.linalg.vector_norm(g) for g in grads]
     if norm == "global":
         dtype = torch.promote_types(norms[0].dtype, torch.float32)
         norms = [torch.linalg.vector_norm(torch.stack([n.to(norms[0].device, dtype) for n in norms]))]
-    scales = [1 / n.clamp_min(eps) for n in norms]
+    scales = [torch.where(n.isfinite(), 1 / n.clamp_min(eps), torch.nan) for n in norms]
     if magnitudes is None:
         return scales
     return [m.to(s.device, s.dtype) * s for m, s in zip(magnitudes, scales, strict=True)]
@@ -49,13 +55,17 @@ def graft_scales(
 def apply_scaled_steps(
     params: list[Tensor], grads: list[Tensor], scales: list[Tensor], *, lr: float, foreach: bool
 ):
-    """``w <- w - lr * s * g``, with one scale for all tensors or one per tensor."""
+    """``w <- w - lr * s * g``, with one scale for all tensors or one per tensor; no step where ``s`` is
+    not finite (a mask on the device, no host sync)."""
+    scales = scales * len(grads) if len(scales) == 1 else scales
+    steps = torch._foreach_mul(grads, scales) if foreach else [g * s for g, s in zip(grads, scales, strict=True)]
+    for step, s in zip(steps, scales, strict=True):
+        step.masked_fill_(~s.isfinite(), 0.0)
     if foreach:
-        steps = torch._foreach_mul(grads, scales[0] if len(scales) == 1 else scales)
         torch._foreach_add_(params, steps, alpha=-lr)
     else:
-        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-            p.add_(g * scales[0 if len(scales) == 1 else i], alpha=-lr)
+        for p, step in zip(params, steps, strict=True):
+            p.add_(step, alpha=-lr)
 
 
 def graft_update(
@@ -116,7 +126,7 @@ class GraftingSchedule:
         return self.rows[step]
 
 
-class Graft(Optimizer):
+class Graft(KeepsOwnAttributes, ChecksLoadedState, Optimizer):
     r"""Grafting: ``w <- w - lr * m * g / max(||g||, eps)`` (see the module docstring).
 
     The magnitude ``m`` of each step comes from ``schedule[t]`` if a ``GraftingSchedule`` is
@@ -155,21 +165,16 @@ class Graft(Optimizer):
             raise TypeError(f"schedule must be a GraftingSchedule or None, got {type(schedule).__name__}")
         if schedule is not None and schedule.norm != norm:
             raise ValueError(f"schedule.norm={schedule.norm!r} differs from norm={norm!r}")
+        defaults = dict(lr=lr, norm=norm, eps=eps, foreach=foreach)
+        _check_group(defaults)  # before params are looked at (torch.optim's order)
         self.schedule = schedule
         self._magnitude: list[Tensor] | None = None
-        super().__init__(params, dict(lr=lr, norm=norm, eps=eps, foreach=foreach))
+        super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict) -> None:
         """Validate the group (defaults filled in) before adding it: a rejected group is not kept."""
         group = {**self.defaults, **param_group}
-        lr, eps = group["lr"], group["eps"]
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr < 0:
-            raise ValueError(f"lr must be a number >= 0, got {lr!r}")
-        _check_norm(group["norm"])
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps <= 0:
-            raise ValueError(f"eps must be a number > 0, got {eps!r}")
-        if group["foreach"] not in (None, True, False):
-            raise ValueError(f"foreach must be None, True or False, got {group['foreach']!r}")
+        _check_group(group)
         for key in self._shared if self.param_groups else ():
             if group[key] != self.param_groups[0][key]:
                 raise ValueError(
@@ -179,10 +184,14 @@ class Graft(Optimizer):
         super().add_param_group(param_group)
         params, index = self.param_groups[-1]["params"], len(self.param_groups) - 1
         try:  # ||g|| of a shard is not ||g||
+            reject_unsupported_dtypes(params, type(self).__name__, {})
             reject_sharded(params, type(self).__name__, [f"param_groups[{index}]['params'][{i}]" for i in range(len(params))])
         except ValueError:
             self.param_groups.pop()
             raise
+
+    def required_state(self, group: dict) -> tuple[str, ...]:
+        return ("step",)  # a loaded state without it was saved by another optimizer
 
     @property
     def _num_params(self) -> int:
@@ -241,6 +250,8 @@ class Graft(Optimizer):
         grads = [g for _, _, gs in per_group for g in gs]
         if not grads:
             return loss
+        if any(g.is_sparse for g in grads):
+            raise ValueError(f"{type(self).__name__} does not support sparse gradients (use a dense nn.Embedding)")
         magnitudes = self._step_magnitudes()
         first = self.param_groups[0]
         norm, foreach = first["norm"], first["foreach"]
@@ -277,6 +288,17 @@ class NGD(Graft):
 
     def _step_magnitudes(self) -> None:
         return None
+
+
+def _check_group(group: dict) -> None:
+    """ValueError naming a bad ``lr`` (a number >= 0), ``norm``, ``eps`` (> 0) or ``foreach``."""
+    check_number("lr", group["lr"], 0.0)
+    _check_norm(group["norm"])
+    check_number("eps", group["eps"], 0.0)
+    if group["eps"] == 0:
+        raise ValueError(f"eps must be > 0 (the floor of the gradient norm), got {group['eps']!r}")
+    if group["foreach"] not in (None, True, False):
+        raise ValueError(f"foreach must be None, True or False, got {group['foreach']!r}")
 
 
 def _check_norm(norm: str) -> None:

@@ -71,7 +71,7 @@ class SGD(FunctionalOptimizer):
 
     Args:
         params: parameters or param-group dicts (e.g. from ``regkit.param_groups``).
-        lr: learning rate (required). momentum: ``mu`` in [0, 1), default 0. dampening:
+        lr: learning rate, default 1e-3 (torch.optim.SGD's default). momentum: ``mu`` in [0, 1), default 0. dampening:
         in [0, 1], default 0. weight_decay: ``wd >= 0``, default 0. nesterov: default
         False (needs momentum > 0 and dampening 0). decoupled_weight_decay: default False.
         maximize: ascend the objective, default False. foreach: one ``torch._foreach_*``
@@ -96,7 +96,7 @@ class SGD(FunctionalOptimizer):
     def __init__(
         self,
         params,
-        lr: float,
+        lr: float = 1e-3,
         momentum: float = 0.0,
         dampening: float = 0.0,
         weight_decay: float = 0.0,
@@ -132,6 +132,9 @@ class SGD(FunctionalOptimizer):
                 f"got momentum={group['momentum']!r}, dampening={group['dampening']!r}"
             )
 
+    def required_state(self, group: dict) -> tuple[str, ...]:
+        return ("momentum_buffer",) if group["momentum"] != 0 else ()
+
     def prepare_update(self, group: dict, params: list[Tensor]) -> tuple[tuple, dict]:
         buffers, first_steps = [], []
         if group["momentum"] != 0:
@@ -158,7 +161,7 @@ class SGD(FunctionalOptimizer):
 class SGDW(SGD):
     """SGD with decoupled weight decay ``w <- w * (1 - lr * wd)`` (torch's convention, see `SGD`).
 
-    ``SGDW(params, lr, ...)`` is ``SGD(params, lr, ..., decoupled_weight_decay=True)``;
+    ``SGDW(params, lr=1e-3, ...)`` is ``SGD(params, lr, ..., decoupled_weight_decay=True)``;
     loading a state dict keeps the decay decoupled (like torch.optim.AdamW).
     Reference: Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (ICLR 2019).
     """
@@ -168,7 +171,7 @@ class SGDW(SGD):
     def __init__(
         self,
         params,
-        lr: float,
+        lr: float = 1e-3,
         momentum: float = 0.0,
         dampening: float = 0.0,
         weight_decay: float = 0.0,

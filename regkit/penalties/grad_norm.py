@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from regkit.distributed import reject_sharded
+from regkit.optim._base import KeepsOwnAttributes
 
 DIFFERENCES = ("forward", "central", "exact")
 NORMALIZATIONS = ("global", "layer")
@@ -82,7 +83,8 @@ def gr_warmup(warmup: str | None, step: int, warmup_steps: int | None) -> tuple[
 def inverse_norms(grads: list[Tensor], normalize: str = "global", foreach: bool = False) -> list[Tensor]:
     """``1 / ||g||`` for each tensor: one global norm over all tensors (``"global"``) or each tensor's
     own (``"layer"``). Norms stay device tensors, accumulated in at least float32 and clamped at
-    ``finfo.tiny`` so that ``g = 0`` gives ``v = 0`` (no perturbation) instead of NaN."""
+    ``finfo.tiny`` so that ``g = 0`` gives ``v = 0`` (no perturbation) instead of NaN. A non-finite
+    norm (a NaN/inf gradient entry) gives 0 too: `perturb_` then leaves those weights unperturbed."""
     dtype = functools.reduce(torch.promote_types, [g.dtype for g in grads], torch.float32)
     if foreach:
         norms = list(torch._foreach_norm(grads, 2, dtype=dtype))
@@ -90,9 +92,8 @@ def inverse_norms(grads: list[Tensor], normalize: str = "global", foreach: bool 
         norms = [torch.linalg.vector_norm(g, dtype=dtype) for g in grads]
     tiny = torch.finfo(dtype).tiny
     if normalize == "global":
-        total = torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
-        return [total.clamp_min(tiny).reciprocal()] * len(grads)
-    return [n.clamp_min(tiny).reciprocal() for n in norms]
+        norms = [torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))] * len(grads)
+    return [torch.where(n.isfinite(), n.clamp_min(tiny).reciprocal(), 0.0) for n in norms]
 
 
 def _copy_(dst: list[Tensor], src: list[Tensor], foreach: bool) -> None:
@@ -114,13 +115,17 @@ def _mul_(tensors: list[Tensor], scales: list[Tensor], foreach: bool) -> None:
 def perturb_(params: list[Tensor], origin: list[Tensor], grads: list[Tensor], inv_norms: list[Tensor],
              step: float, foreach: bool = False) -> None:
     """``theta <- theta_0 + step * g / ||g||`` in place, from the saved copy ``origin = theta_0``
-    (``step = +r`` or ``-r``), so every perturbation starts from the exact same weights."""
+    (``step = +r`` or ``-r``), so every perturbation starts from the exact same weights. Where
+    ``1 / ||g||`` is 0 (``||g||`` not finite, see `inverse_norms`) the weights stay ``theta_0``: a
+    device mask, so a NaN gradient entry cannot spread NaN into the other tensors' weights."""
     _copy_(params, origin, foreach)
     if foreach:
         torch._foreach_addcmul_(params, grads, inv_norms, value=step)
     else:
         for p, g, s in zip(params, grads, inv_norms, strict=True):
             p.addcmul_(g, s, value=step)
+    for p, o, s in zip(params, origin, inv_norms, strict=True):
+        torch.where(s > 0, p, o, out=p)
 
 
 def combine_(g0: list[Tensor], perturbed: list[tuple[float, list[Tensor]]], alpha: float,
@@ -193,7 +198,7 @@ def _check_nonnegative(name: str, value) -> None:
         raise ValueError(f"{name}={value!r} is not valid; it must be a finite number >= 0")
 
 
-class GNP(Optimizer):
+class GNP(KeepsOwnAttributes, Optimizer):
     """Gradient-norm penalty by finite differences: two passes around any base optimizer.
 
     Per step, on the closure's batch (``lam = alpha * r``; ``v = g / ||g||`` over all params, or per
@@ -242,6 +247,13 @@ class GNP(Optimizer):
     the step it holds the combined gradient ``d`` that the base optimizer used. No host syncs: the
     norm stays a device tensor. Memory: a copy of the weights and of ``g0`` (central: and ``g+``).
 
+    Faults: if a pass raises (an error in the loss, KeyboardInterrupt), ``step`` puts the weights
+    and running statistics back to ``theta_0`` and does not count the step, then re-raises. A
+    non-finite ``||g0||`` (a NaN/inf gradient entry) gives no perturbation (the tensors whose norm
+    is not finite keep ``theta_0``; with ``normalize="global"`` all of them), so the step is the
+    base optimizer's on ``g0``: the bad entry spoils its own tensor only, as without the wrapper.
+    Sparse gradients are refused (ValueError).
+
     The passes are public for teaching; ``step(closure)`` is exactly::
 
         loss = opt.first_pass(closure)
@@ -278,6 +290,8 @@ class GNP(Optimizer):
         if warmup is not None and (isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int)
                                    or warmup_steps < 1):
             raise ValueError(f"warmup={warmup!r} needs warmup_steps, a positive int; got warmup_steps={warmup_steps!r}")
+        if foreach not in (None, True, False):
+            raise ValueError(f"foreach={foreach!r} is not valid; choose None, True or False")
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module or None, got {type(model).__name__}")
         if isinstance(base_optimizer, Optimizer) or not callable(base_optimizer):
@@ -301,6 +315,17 @@ class GNP(Optimizer):
         self.num_steps = 0
         self._pending: _Pending | None = None
 
+    def add_param_group(self, param_group: dict) -> None:
+        """After construction a group goes to the base optimizer (which validates it), with ``gnp_alpha``/``gnp_r``."""
+        if getattr(self, "base_optimizer", None) is None or self.param_groups is not self.base_optimizer.param_groups:
+            super().add_param_group(param_group)  # during __init__: the base optimizer's groups are copied in
+            return
+        group = dict(param_group)
+        for key in ("gnp_alpha", "gnp_r"):
+            group.setdefault(key, self.defaults[key])
+            _check_nonnegative(key, group[key])
+        self.base_optimizer.add_param_group(group)
+
     def _share_base(self) -> None:
         self.param_groups = self.base_optimizer.param_groups
         self.state = self.base_optimizer.state
@@ -319,13 +344,27 @@ class GNP(Optimizer):
         return self._pending
 
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:
-        """One GNP step (2 passes forward, 3 central, 1 exact or while alpha_t or r_t is 0)."""
+        """One GNP step (2 passes forward, 3 central, 1 exact or while alpha_t or r_t is 0).
+
+        If a later pass raises, the weights and running statistics are restored and the step is not counted."""
         loss = self.first_pass(closure)
-        for sign in self._pending.signs:
-            self.perturb(sign)
-            self.second_pass(closure)
+        try:
+            for sign in self._pending.signs:
+                self.perturb(sign)
+                self.second_pass(closure)
+        except BaseException:
+            self._abandon()
+            raise
         self.restore_and_step()
         return loss
+
+    @torch.no_grad()
+    def _abandon(self) -> None:
+        """Undo a step whose passes failed: ``theta <- theta_0``, running statistics back, step not counted."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            _restore_(pending)
+            self.num_steps -= 1
 
     def first_pass(self, closure: Callable[[], Tensor] | None) -> Tensor:
         """Pass 1 at ``theta``: count the step (warmup), save the RNG state, ``g0 = g(theta)``."""
@@ -333,14 +372,16 @@ class GNP(Optimizer):
             raise ValueError(f"{type(self).__name__}.step needs a closure that re-evaluates the same batch, "
                              "calls loss.backward() and returns the loss (difference='exact': returns the "
                              f"loss without backward); got closure={closure!r}")
-        self.num_steps += 1
-        alpha_factor, r_factor = gr_warmup(self.warmup, self.num_steps, self.warmup_steps)
+        alpha_factor, r_factor = gr_warmup(self.warmup, self.num_steps + 1, self.warmup_steps)
         alphas = [group["gnp_alpha"] * alpha_factor for group in self.param_groups]
         rs = [group["gnp_r"] * r_factor for group in self.param_groups]
         rng = _rng_state()
         self._set_grads_to_none()
         with torch.enable_grad():
             loss = closure()
+        if self.difference == "exact" and not isinstance(loss, Tensor):
+            raise TypeError(f"difference='exact' needs a closure that returns the loss tensor (without calling "
+                            f"backward()); the closure returned {type(loss).__name__}")
         if self.difference == "exact":
             params, grads = self._exact_gradients(loss, alphas, rs)
             loss = loss.detach()
@@ -349,6 +390,8 @@ class GNP(Optimizer):
             if not any(params):
                 raise RuntimeError("the closure left no gradients: it must call loss.backward()")
             grads = [[p.grad for p in ps] for ps in params]
+            _reject_sparse(type(self).__name__, params)
+        self.num_steps += 1  # only once pass 1 succeeded
         penalized = any(a != 0 and r != 0 for a, r in zip(alphas, rs, strict=True))
         signs = {"forward": (1.0,), "central": (1.0, -1.0)}.get(self.difference, ()) if penalized else ()
         foreach = self._use_foreach([p for ps in params for p in ps])
@@ -368,6 +411,8 @@ class GNP(Optimizer):
         if penalized:
             penalty = _penalty([g for _, _, g in kept], layerwise=self.normalize == "layer")
             hvps = torch.autograd.grad(penalty, [p for _, p, _ in kept], allow_unused=True)
+            finite = penalty.isfinite()  # a non-finite ||g||: no penalty term (as a step without perturbation)
+            hvps = [hv if hv is None else torch.where(finite, hv, 0.0) for hv in hvps]
         params = [[] for _ in self.param_groups]
         combined = [[] for _ in self.param_groups]
         for (i, p, g), hv in zip(kept, hvps, strict=True):
@@ -419,19 +464,16 @@ class GNP(Optimizer):
         pending = self._require_pending("restore_and_step")
         self._pending = None
         foreach = pending.foreach
+        _restore_(pending)
         for i, ps in enumerate(pending.params):
             if not ps:
                 continue
-            if pending.origin is not None:
-                _copy_(ps, pending.origin[i], foreach)
             perturbed = [(sign, grads[i]) for sign, grads in pending.perturbed]
             if self.mix == "official" and perturbed:
                 _mul_(pending.grads[i], pending.inv_norms[i], foreach)  # g0 -> v
             combine_(pending.grads[i], perturbed, pending.alphas[i], foreach)
             for p, d in zip(ps, pending.grads[i], strict=True):
                 p.grad = d
-        for buffer, saved in pending.running_stats:
-            buffer.copy_(saved)
         self.base_optimizer.step()
 
     def state_dict(self) -> dict:
@@ -446,6 +488,24 @@ class GNP(Optimizer):
         self.base_optimizer.load_state_dict(state_dict)
         self._share_base()
         self.num_steps = num_steps
+
+
+def _restore_(pending: _Pending) -> None:
+    """``theta <- theta_0`` (a copy, bit for bit) and the running statistics back to their pass-1 values."""
+    if pending.origin is not None:
+        for ps, origin in zip(pending.params, pending.origin, strict=True):
+            if ps:
+                _copy_(ps, origin, pending.foreach)
+    for buffer, saved in pending.running_stats:
+        buffer.copy_(saved)
+
+
+def _reject_sparse(name: str, params: list[list[Tensor]]) -> None:
+    for j, ps in enumerate(params):
+        for p in ps:
+            if p.grad.is_sparse:
+                raise ValueError(f"{name} does not support sparse gradients (a param of shape {tuple(p.shape)} in "
+                                 f"param group {j}): its perturbation needs ||g||; use a dense nn.Embedding")
 
 
 class _Hold(Optimizer):
