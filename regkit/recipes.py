@@ -30,7 +30,11 @@ CPR_CIFAR100: dict[str, Any] = {
 }
 """The paper's recipe (METHODS.md section 3): batch 128, 20k steps, Adam lr 1e-3 with betas (0.9, 0.98),
 500-step linear warmup then cosine to 10% of the lr, label smoothing 0.1, crop+flip; best test accuracy,
-mean of 3 seeds. ``reg_step_size``/``reg_ema_decay``: pytorch-cpr 0.3.1's inflection-point defaults."""
+mean of 3 seeds. ``reg_step_size``/``reg_ema_decay``: pytorch-cpr 0.3.1's inflection-point defaults, which
+the authors' own CIFAR-100 script (github.com/automl/CPR ``examples/train_cifar100_task.py``, 500 warmup
+steps) leaves unchanged. That detector is not the paper's rule (first negative second difference of R,
+sampled every 10% of the warmup: every 50 steps here): `regkit.optim.AdamCPR` implements the package's
+detector, whose sampling interval is not tied to the warmup, so its package default is kept."""
 
 CPR_REFERENCES = {key: f"cpr.cifar100.resnet18.{key}.acc" for key in ("adamw", "cpr_ip", "cpr_warm_start")}
 """Method key -> the published (approximate, ~) CIFAR-100 accuracy it is compared with."""
@@ -83,7 +87,9 @@ NOVACK_SETTING: dict[str, Any] = {
     "steps": 5000, "augment": True,
 }
 """Plain SGD (no momentum, no weight decay, constant lr) on the first 40k training images; a large batch
-of 5120 = 40 micro-batches of 128 (ghost BatchNorm); every run stops at step 5000 (the authors' code)."""
+of 5120 = 40 micro-batches of 128 (ghost BatchNorm). The paper does not state the training length: 5000
+steps is the authors' code's default (``src/train.py``: every run stops at the last of ``--log-steps``,
+default ``1000,2000,3000,4000,5000``)."""
 
 NOVACK_RESNET18: dict[str, dict[str, Any]] = {
     "cifar10": {"lr": {"sb": 0.1, "lb": 0.1, "reg": 0.1, "graft": 0.1, "ngd": 0.2626},
@@ -155,8 +161,10 @@ GNP_CIFAR: dict[str, Any] = {
     "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3, "warmup": 0, "r": 0.1, "alpha": 0.8,
     "augment": True,
 }
-"""The official code's CIFAR ResNet recipe (github.com/zhaoyang-0204/gnp: ``recipes/resnet-cifar.sh``,
-``config/base_config.py``, ``training/training_core.py``): batch 256, 200 epochs, SGD with Nesterov
-momentum 0.9, lr 0.1 on a cosine schedule without warmup, L2 1e-3 added to the loss on every parameter
-(biases and BatchNorm included: ``weight_decay`` of ``SGD``), crop+flip, ``r = 0.1``, ``alpha = 0.8``.
-Not reproduced here: their global gradient clipping at norm 5 (``config.gradient_clipping``)."""
+"""The official code's CIFAR ResNet training settings (github.com/zhaoyang-0204/gnp: ``recipes/resnet-cifar.sh``,
+``config/base_config.py``, ``training/training_core.py``) on a ResNet-18: that script sets ResNet-50
+(``MODEL_NAME=ResNet50``); the ResNet-18 is the course's choice, not the authors' recipe. Batch 256, 200
+epochs, SGD with Nesterov momentum 0.9, lr 0.1 on a cosine schedule without warmup, L2 1e-3 added to the
+loss on every parameter (biases and BatchNorm included: ``weight_decay`` of ``SGD``), crop+flip,
+``r = 0.1``, ``alpha = 0.8``. Not reproduced here: their global gradient clipping at norm 5
+(``config.gradient_clipping``)."""

@@ -157,23 +157,93 @@ def test_dependent_bound_of_a_zero_initialised_tensor_is_left_unset():
     assert torch.isinf(opt.state[model[3].weight]["kappa"]) and torch.isfinite(opt.state[model[0].weight]["kappa"])
 
 
-def test_adaptive_bounds_follow_the_measure_down_once_the_constraint_was_active():
+def test_adaptive_bounds_move_only_where_the_multiplier_falls_to_zero():
     model = mlp()
     opt = ro.AdamCPR(model, lr=1e-2, kappa_init_method="dependent", kappa_init_param=0.7, adaptive_bounds=True)
-    previous = {}
-    tightened = 0
-    for seed in range(300):
+    step(model, opt)
+    previous = {p: (opt.state[p]["kappa"].clone(), opt.state[p]["lagmul"].clone()) for p in regularized(opt)}
+    releases = 0
+    for seed in range(1, 300):
         step(model, opt, seed)
         for p in regularized(opt):
-            state = opt.state[p]
-            if p in previous:
-                assert state["kappa"] <= previous[p], "an adaptive bound never grows"
-                if state["kappa"] < previous[p]:
-                    tightened += 1
-                    assert state["was_active"] == 1 and state["lagmul"] == 0
-                    torch.testing.assert_close(state["kappa"], p.detach().square().sum().float())
-            previous[p] = state["kappa"].clone()
-    assert tightened > 0
+            state, (kappa, lagmul) = opt.state[p], previous[p]
+            if lagmul > 0 and state["lagmul"] == 0:  # the release step: kappa <- R(w)
+                releases += 1
+                torch.testing.assert_close(state["kappa"], p.detach().square().sum().float())
+            else:
+                assert torch.equal(state["kappa"], kappa)
+            assert torch.equal(state["lagmul_prev"], state["lagmul"])
+            previous[p] = (state["kappa"].clone(), state["lagmul"].clone())
+    assert releases > 0
+
+
+def adacpr_reference(w0, targets, lr, kappa_factor, betas=(0.9, 0.999), eps=1e-8):
+    """AdaCPR written from the paper (float64, one matrix, l2, loss 0.5 ||W - target_t||^2): Adam
+    step, ``lambda <- max(0, lambda + (R - kappa)/numel)``, ``W <- W - 2 lambda W``, and ``kappa <- R``
+    where lambda falls from > 0 to 0. Returns the bound after each step and the final weights."""
+    w, m, v = w0.clone(), torch.zeros_like(w0), torch.zeros_like(w0)
+    kappa, lam, kappas = kappa_factor * w0.square().sum().item(), 0.0, []
+    for t, target in enumerate(targets, 1):
+        g = w - target
+        m = betas[0] * m + (1 - betas[0]) * g
+        v = betas[1] * v + (1 - betas[1]) * g * g
+        w = w - lr * (m / (1 - betas[0] ** t)) / ((v / (1 - betas[1] ** t)).sqrt() + eps)
+        r = w.square().sum().item()
+        new_lam = max(0.0, lam + (r - kappa) / w.numel())
+        w = w - 2 * new_lam * w
+        if lam > 0 and new_lam == 0:
+            kappa = r
+        lam = new_lam
+        kappas.append(kappa)
+    return kappas, w
+
+
+def probe_targets(steps=400):
+    """The issue's probe: a 4x4 target, scaled x4 before step 60 and after step 200 (0-based steps)."""
+    gen = torch.Generator().manual_seed(0)
+    w0, target = torch.randn(4, 4, generator=gen, dtype=torch.float64), torch.randn(4, 4, generator=gen, dtype=torch.float64)
+    w0 *= (35.0 / w0.square().sum()).sqrt()  # R(w_0) = 35, ||target||^2 = 5.24
+    target *= (5.24 / target.square().sum()).sqrt()
+    return w0, [4 * target if (t < 60 or t > 200) else target for t in range(steps)]
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_adaptive_bounds_match_the_papers_rule_on_the_probe(foreach):
+    w0, targets = probe_targets()
+    w = nn.Parameter(w0.clone())
+    opt = ro.AdamCPR([{"params": [w], "regularize": True}], lr=0.05, kappa_init_method="dependent",
+                     kappa_init_param=1.0, adaptive_bounds=True, foreach=foreach)  # fmt: skip
+    kappas = []
+    for target in targets:
+        opt.zero_grad()
+        (0.5 * (w - target).square().sum()).backward()
+        opt.step()
+        kappas.append(opt.state[w]["kappa"].item())
+    expected, w_ref = adacpr_reference(w0, targets, lr=0.05, kappa_factor=1.0)
+    torch.testing.assert_close(torch.tensor(kappas, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64),
+                               rtol=1e-5, atol=0)
+    torch.testing.assert_close(w.detach(), w_ref, rtol=1e-4, atol=1e-5)
+    # the bound stays where the constraint released (~34.5), not dragged down to the small target's 5.2
+    assert kappas[59] == pytest.approx(35.0, rel=1e-6) and min(kappas[60:200]) > 34
+    assert w.detach().square().sum() > 5.24
+
+
+def test_the_multiplier_does_not_depend_on_the_matrix_size_at_equal_per_entry_statistics():
+    """mu = kappa_update / numel compensates R being a sum: a 32x32 matrix made of 8x8 copies of a 4x4
+    one (R 64x larger, mu 64x smaller) gets the same lambda at every step and stays the tiled copy."""
+    gen = torch.Generator().manual_seed(0)
+    w0, target = torch.randn(4, 4, generator=gen, dtype=torch.float64), torch.randn(4, 4, generator=gen, dtype=torch.float64)
+    small, big = nn.Parameter(w0.clone()), nn.Parameter(w0.repeat(8, 8))
+    opt = ro.AdamCPR([{"params": [small, big], "regularize": True}], lr=0.05, kappa_init_method="dependent",
+                     kappa_init_param=0.5)  # fmt: skip
+    for _ in range(200):
+        opt.zero_grad()
+        (0.5 * (small - 2 * target).square().sum() + 0.5 * (big - 2 * target.repeat(8, 8)).square().sum()).backward()
+        opt.step()
+        lam_small, lam_big = opt.state[small]["lagmul"], opt.state[big]["lagmul"]
+        torch.testing.assert_close(lam_big, lam_small, rtol=1e-5, atol=1e-7)
+    assert lam_small > 0
+    torch.testing.assert_close(big.detach(), small.detach().repeat(8, 8), rtol=1e-6, atol=1e-8)
 
 
 def test_reg_by_lr_scales_the_constraint_step_by_the_learning_rate():

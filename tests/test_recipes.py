@@ -93,3 +93,24 @@ def test_novack_reference_names_published_results_only():
     assert novack_reference("cifar100", "lb_ft") == "novack.cifar100.resnet18.lb_ft.acc"
     assert novack_reference("cifar10", "sb_sgd") in REFERENCES
     assert novack_reference("cifar100", "lb_gn_micro2560") is None  # published for CIFAR-10 only
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
+def test_novack_references_carry_the_setting_each_row_was_run_with(dataset):
+    settings = NOVACK_RESNET18[dataset]
+    rows = {"sb_sgd": settings["lr"]["sb"], "lb_sgd": settings["lr"]["lb"], "ngd": settings["lr"]["ngd"],
+            "graft_iterative": settings["lr"]["graft"], "lb_gn": settings["lr"]["reg"]}  # fmt: skip
+    for key, lr in rows.items():
+        assert f"; lr {lr}" in REFERENCES[novack_reference(dataset, key)].setting, key
+    (micro, penalty, lr, lam), = settings["sweep"]
+    key = f"lb_{'gn' if penalty == 'gn' else 'ft'}_micro{micro}"
+    assert f"; lr {lr}, lambda {lam};" in REFERENCES[novack_reference(dataset, key)].setting
+
+
+def test_published_numbers_say_their_setting_or_that_it_was_not_published():
+    novack = [ref for key, ref in REFERENCES.items() if key.startswith("novack.")]
+    assert all("training length not published" in ref.setting for ref in novack)
+    assert REFERENCES["novack.cifar10.resnet18.lb_gn_micro2560.acc"].setting.count("lr 0.1") == 0
+    gr = [ref for key, ref in REFERENCES.items() if key.startswith("gr.")]
+    assert len(gr) == 9 and all("setting not published" in ref.setting for ref in gr)
+    assert not any("wd 0.3" in ref.setting.split("(")[0] for ref in gr)

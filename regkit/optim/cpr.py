@@ -84,15 +84,22 @@ def detect_inflection_(
         each("copy_", slope_prevs, slopes, foreach=foreach)
 
 
-def tighten_bounds_(kappas: list[Tensor], multipliers: list[Tensor], values: list[Tensor],
-                    was_active: list[Tensor]) -> None:
-    """AdaCPR: once a tensor's constraint has been active (``lambda > 0``), ``kappa <- min(kappa, R(w))``
-    at every step where ``lambda`` is 0 again, so the bound follows a norm that shrinks below it.
-    ``was_active``: float32 0/1 flags (a bool state tensor would be cast by ``load_state_dict``)."""
-    for kappa, lagmul, value, active in zip(kappas, multipliers, values, was_active, strict=True):
-        active.copy_(torch.where(lagmul > 0, 1.0, active))
-        tight = torch.minimum(kappa, value.to(kappa.dtype))
-        kappa.copy_(torch.where((active > 0) & (lagmul == 0), tight, kappa))
+def adapt_bounds_(kappas: list[Tensor], multipliers: list[Tensor], values: list[Tensor],
+                  prev_multipliers: list[Tensor]) -> None:
+    """AdaCPR (the paper's appendix): ``kappa <- R(w)`` at the step where ``lambda`` falls from > 0 to 0.
+
+    ``values``: ``R(w)`` of this step (with ``lambda = 0`` the constraint step leaves ``w`` as it
+    was). ``prev_multipliers``: ``lambda`` of the previous step (float32 state), updated here.
+    Only that transition moves the bound; in between it stays put, so after the constraint
+    releases the norm may keep shrinking below ``kappa`` (and grow back to it) freely. The
+    authors' early code (automl/CPR ``optim_cpr.py``, ``kappa_adapt``, 2023-24) clamped instead,
+    ``kappa <- min(kappa, R(w))`` at every ``lambda = 0`` step after the first activation, which
+    drags the bound down with the norm: not the paper's rule. On the device, no host sync.
+    """
+    for kappa, lagmul, value, prev in zip(kappas, multipliers, values, prev_multipliers, strict=True):
+        released = (prev > 0) & (lagmul == 0)
+        kappa.copy_(torch.where(released, value.to(kappa.dtype), kappa))
+        prev.copy_(lagmul)
 
 
 def constrain_(
@@ -102,7 +109,7 @@ def constrain_(
     norm_emas: list[Tensor],
     norm_ema_prevs: list[Tensor],
     norm_slope_prevs: list[Tensor],
-    was_active: list[Tensor],
+    prev_lagmuls: list[Tensor],
     ages: list[float],
     *,
     lr: float,
@@ -125,15 +132,15 @@ def constrain_(
 
     ``kappa = inf`` (not set) leaves ``lambda`` at 0 and ``w`` unchanged. ``warm_start``
     sets ``kappa = R(w)`` when ``age == s``; ``inflection_point`` runs `detect_inflection_`;
-    ``adaptive_bounds`` runs `tighten_bounds_`. Lists hold the regularized tensors only; the
+    ``adaptive_bounds`` runs `adapt_bounds_`. Lists hold the regularized tensors only; the
     IP lists (``norm_*``) are empty unless ``kappa_init_method == "inflection_point"`` and
-    ``was_active`` unless ``adaptive_bounds``.
+    ``prev_lagmuls`` unless ``adaptive_bounds``.
     """
     inflection = kappa_init_method == "inflection_point"
     warm_steps = kappa_init_param if kappa_init_method == "warm_start" else None
     step_size = lr if reg_by_lr else 1.0
     mus = [kappa_update if reg_function == "std" else kappa_update / p.numel() for p in params]
-    lists = (params, lagmuls, kappas, norm_emas, norm_ema_prevs, norm_slope_prevs, was_active, mus)
+    lists = (params, lagmuls, kappas, norm_emas, norm_ema_prevs, norm_slope_prevs, prev_lagmuls, mus)
     for age in sorted(set(ages)):  # normally one age: the tensors of a group step together
         index = [i for i, a in enumerate(ages) if a == age]
         chosen = [[seq[i] for i in index] if len(seq) else [] for seq in lists]
@@ -141,7 +148,7 @@ def constrain_(
             buckets = device_dtype_buckets(*chosen, foreach=True)
         else:  # one tensor at a time: its temporaries are freed before the next tensor's are made
             buckets = [tuple([seq[i]] if len(seq) else [] for seq in chosen) for i in range(len(index))]
-        for p, lam, kappa, ema, ema_prev, slope_prev, active, mu in buckets:
+        for p, lam, kappa, ema, ema_prev, slope_prev, prev_lam, mu in buckets:
             if warm_steps is not None and age <= warm_steps:
                 if age == warm_steps:
                     each("copy_", kappa, evaluate(reg_function, p, foreach=foreach)[0], foreach=foreach)
@@ -155,7 +162,7 @@ def constrain_(
                 lengths = aux if reg_function == "l2" else norms(p, 2, foreach=foreach)
             descend_(reg_function, p, lam, step_size, aux, foreach=foreach)
             if adaptive_bounds:
-                tighten_bounds_(kappa, lam, values, active)
+                adapt_bounds_(kappa, lam, values, prev_lam)
             if inflection:
                 detect_inflection_(
                     kappa, values, lengths, ema, ema_prev, slope_prev, age,
@@ -175,7 +182,7 @@ def adam_cpr(
     norm_emas: list[Tensor],
     norm_ema_prevs: list[Tensor],
     norm_slope_prevs: list[Tensor],
-    was_active: list[Tensor],
+    prev_lagmuls: list[Tensor],
     *,
     lr: float,
     beta1: float,
@@ -211,7 +218,7 @@ def adam_cpr(
         adam_step()
     if regularize:
         constrain_(
-            params, lagmuls, kappas, norm_emas, norm_ema_prevs, norm_slope_prevs, was_active,
+            params, lagmuls, kappas, norm_emas, norm_ema_prevs, norm_slope_prevs, prev_lagmuls,
             steps if post_step else [t - 1 for t in steps],  # how many Adam steps the weights have taken
             lr=lr, reg_function=reg_function, kappa_init_method=kappa_init_method,
             kappa_init_param=kappa_init_param, kappa_update=kappa_update, reg_step_size=reg_step_size,
@@ -297,8 +304,8 @@ class AdamCPR(Float32State, FunctionalOptimizer):
       the growth of the smoothed norm ``||w||`` slows down (`detect_inflection_`, with
       ``reg_step_size`` and ``reg_ema_decay``); pytorch-cpr 0.3.1's rule (its foreach path).
 
-    ``adaptive_bounds=True`` is AdaCPR (`tighten_bounds_`): after a tensor's constraint has
-    been active, ``kappa`` follows ``R(w)`` down whenever ``lambda`` is 0.
+    ``adaptive_bounds=True`` is AdaCPR (the paper's appendix, `adapt_bounds_`): at the step where
+    a tensor's ``lambda`` falls from > 0 to 0, ``kappa <- R(w)``; at no other step.
 
     Which tensors (``params``):
 
@@ -314,7 +321,7 @@ class AdamCPR(Float32State, FunctionalOptimizer):
     groups (per-group values work and survive ``state_dict``). ``state[p]``: ``step``,
     ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq`` (amsgrad), and for regularized tensors
     ``lagmul`` (lambda) and ``kappa`` (``inf`` = not set), ``norm_ema``, ``norm_ema_prev``,
-    ``norm_slope_prev`` (inflection point) and ``was_active`` (adaptive bounds). The scalars
+    ``norm_slope_prev`` (inflection point) and ``lagmul_prev`` (adaptive bounds). The scalars
     stay float32 on the parameter's device for every parameter dtype (also after
     ``load_state_dict``, which would cast them to float16 otherwise); ``R`` is computed in
     float32 for float16/bfloat16 weights. ``step`` reads the host step counters only: no
@@ -352,7 +359,7 @@ class AdamCPR(Float32State, FunctionalOptimizer):
     functional_update = staticmethod(adam_cpr)
     whole_tensor_norms = True  # R(w) of whole tensors: sharded (FSDP) params are refused
     refused_dtypes = {torch.float16: FLOAT16_ADVICE}
-    float32_state = ("lagmul", "kappa", "norm_ema", "norm_ema_prev", "norm_slope_prev", "was_active")
+    float32_state = ("lagmul", "kappa", "norm_ema", "norm_ema_prev", "norm_slope_prev", "lagmul_prev")
 
     def __init__(
         self,
@@ -482,8 +489,8 @@ class AdamCPR(Float32State, FunctionalOptimizer):
         if group["kappa_init_method"] == "inflection_point" and "norm_ema" not in state:
             for key in ("norm_ema", "norm_ema_prev", "norm_slope_prev"):
                 state[key] = _scalar(0.0, p.device)
-        if group["adaptive_bounds"] and "was_active" not in state:
-            state["was_active"] = _scalar(0.0, p.device)
+        if group["adaptive_bounds"] and "lagmul_prev" not in state:
+            state["lagmul_prev"] = _scalar(0.0, p.device)
         return state
 
     def prepare_update(self, group: dict, params: list[Tensor]) -> tuple[tuple, dict]:
@@ -491,9 +498,9 @@ class AdamCPR(Float32State, FunctionalOptimizer):
         if group["kappa_init_method"] == "inflection_point":
             keys += ["norm_ema", "norm_ema_prev", "norm_slope_prev"]
         if group["adaptive_bounds"]:
-            keys.append("was_active")
+            keys.append("lagmul_prev")
         exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = adam_state(self.state, params, amsgrad=group["amsgrad"])
-        lists = {key: [] for key in ("lagmul", "kappa", "norm_ema", "norm_ema_prev", "norm_slope_prev", "was_active")}
+        lists = {key: [] for key in ("lagmul", "kappa", "norm_ema", "norm_ema_prev", "norm_slope_prev", "lagmul_prev")}
         if group["regularize"]:
             for p in params:  # no step has run yet: a dependent bound is measured on the initial weights
                 state = self._constraint_state(group, p)
@@ -509,6 +516,6 @@ class AdamCPR(Float32State, FunctionalOptimizer):
         foreach = self.resolve_foreach(group["foreach"], params)
         args = (
             params, [p.grad for p in params], exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lists["lagmul"],
-            lists["kappa"], lists["norm_ema"], lists["norm_ema_prev"], lists["norm_slope_prev"], lists["was_active"],
+            lists["kappa"], lists["norm_ema"], lists["norm_ema_prev"], lists["norm_slope_prev"], lists["lagmul_prev"],
         )  # fmt: skip
         return args, dict(hyper, beta1=beta1, beta2=beta2, foreach=foreach)

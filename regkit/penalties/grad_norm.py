@@ -211,9 +211,10 @@ class GNP(KeepsOwnAttributes, Optimizer):
         central: d = g0 + (alpha / 2) (g+ - g-)    # = g0 + lam (g+ - g-) / (2 r)
         theta <- theta_0 (bitwise); .grad <- d; base_optimizer.step()
 
-    Taylor: ``g(theta +- r v) = g0 +- r Hv + (r^2/2) T[v,v] +- (r^3/6) T[v,v,v] + ...``, so the
-    forward ``d`` is ``g0 + lam Hv + lam (r/2) T[v,v] + O(lam r^2)`` and the central ``d`` is
-    ``g0 + lam Hv + lam (r^2/6) T[v,v,v] + O(lam r^4)``: at fixed ``lam`` both converge to the exact
+    Taylor, with ``T`` and ``Q`` the third and fourth derivatives of the loss (the ``r^k`` term of the
+    gradient needs the ``(k+1)``-th): ``g(theta +- r v) = g0 +- r Hv + (r^2/2) T[v,v] +- (r^3/6) Q[v,v,v]
+    + ...``, so the forward ``d`` is ``g0 + lam Hv + lam (r/2) T[v,v] + O(lam r^2)`` and the central ``d``
+    is ``g0 + lam Hv + lam (r^2/6) Q[v,v,v] + O(lam r^4)``: at fixed ``lam`` both converge to the exact
     penalty gradient ``g0 + lam H g0/||g0||`` as ``r -> 0``, at order 1 and 2 (round-off grows like
     ``eps ||g|| lam / r``). ``difference="exact"`` computes ``g0 + lam Hv`` by double backprop instead
     (then the closure must return the loss WITHOUT calling backward: the wrapper differentiates it
