@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from regkit.course.lifetime import stop_on_signals
 from regkit.course.notebook import CourseError, discover, select
 from regkit.course.profiles import PROFILES
 from regkit.course.runner import DEFAULT_CELL_TIMEOUT_S, NOTEBOOKS_DIR, RUNS_DIR, run_course
@@ -93,6 +94,11 @@ def sweep_main(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    with stop_on_signals():
+        return command(args)
+
+
+def command(args: argparse.Namespace) -> int:
     try:
         if args.command == "list":
             list_notebooks(args.notebooks, args.only)
@@ -108,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     except CourseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished notebooks are kept; continue with the same command and --resume",
+              file=sys.stderr)
+        return 130
     counts = {s: sum(o.status == s for o in run.outcomes) for s in ("ok", "failed", "skipped")}
     print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped; "
           f"summary: {run.summary[0]} and {run.summary[1].name}")

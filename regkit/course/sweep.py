@@ -36,7 +36,6 @@ import math
 import multiprocessing
 import os
 import re
-import signal
 import socket
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -46,6 +45,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from regkit.course.lifetime import worker_init
 from regkit.course.notebook import CourseError, CourseNotebook, check_profile, discover, select
 from regkit.course.recording import read_results, write_atomically, write_json_atomically
 from regkit.course.runner import (
@@ -234,20 +234,16 @@ def run_one(task: RunTask) -> dict[str, Any]:
 
 # --- backends: map run_one over the tasks ---------------------------------------------------------
 
-def _ignore_interrupts() -> None:
-    """Pool workers leave Ctrl-C to the driver, which stops them (see :func:`map_local`)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def map_local(fn: Callable[[RunTask], dict], tasks: list[RunTask], workers: int) -> Iterator[tuple[RunTask, Any]]:
     """``(task, fn(task) or the exception)`` in completion order, from a pool of ``workers`` processes.
 
     When the consumer is interrupted (Ctrl-C) or stops early, the workers are terminated at once:
-    their running notebooks stop uncommitted (the kernels exit with their parent process) and
-    no queued run starts.
+    their running notebooks stop uncommitted (each worker kills its kernel) and no queued run
+    starts. Workers also exit, killing their kernels, when this process dies (see
+    :func:`~regkit.course.lifetime.worker_init`).
     """
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_ignore_interrupts)
+                               initializer=worker_init, initargs=(os.getpid(),))
     try:
         futures = {pool.submit(fn, task): task for task in tasks}
         for future in as_completed(futures):
