@@ -557,16 +557,18 @@ def run_sweep(
     cell_timeout = cell_timeout_s(cell_timeout, profile)
     out_dir = Path(out_dir) if out_dir is not None else SWEEPS_DIR / plan.notebook.stem
     out_dir.mkdir(parents=True, exist_ok=True)
-    with lock_folder(out_dir):
-        return execute_sweep(plan, out_dir, resume=resume, backend=backend, address=address, workers=workers,
-                             threads=threads, gpus_per_run=gpus_per_run, cell_timeout=cell_timeout, root=Path(root))
+    # Ray first: if it cannot start, nothing is written
+    with ray_session(address) if backend == "ray" else contextlib.nullcontext(), lock_folder(out_dir):
+        return execute_sweep(plan, out_dir, resume=resume, backend=backend, workers=workers, threads=threads,
+                             gpus_per_run=gpus_per_run, cell_timeout=cell_timeout, root=Path(root))
 
 
 def execute_sweep(
-    plan: SweepPlan, out_dir: Path, *, resume: bool, backend: str, address: str | None, workers: int | None,
+    plan: SweepPlan, out_dir: Path, *, resume: bool, backend: str, workers: int | None,
     threads: int, gpus_per_run: float, cell_timeout: int | None, root: Path,
 ) -> SweepResult:
-    """Run what ``resume`` leaves to do on the backend, then aggregate; see :func:`run_sweep`."""
+    """Run what ``resume`` leaves to do on the backend (Ray already connected), then aggregate; see
+    :func:`run_sweep`."""
     result = SweepResult(out_dir, plan)
     todo, statuses = [], {}
     for run in plan.runs:
@@ -578,35 +580,34 @@ def execute_sweep(
         else:
             todo.append(run)
             statuses[run.run_id] = "pending"
-    with ray_session(address) if backend == "ray" else contextlib.nullcontext():  # before any file is written
-        sweep_file = out_dir / "sweep.json"
-        record = {
-            "notebook": plan.notebook.name, "notebook_path": str(plan.notebook.path),
-            "notebook_hash": plan.notebook.content_hash(), "profile": plan.profile, "fixed": plan.fixed,
-            "grid": plan.grid, "seeds": plan.seeds, "backend": backend, "workers": workers, "threads": threads,
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "runs": [{"run_id": r.run_id, "swept": r.swept, "status": statuses[r.run_id]} for r in plan.runs],
-        }
-        write_json_atomically(sweep_file, record)
+    sweep_file = out_dir / "sweep.json"
+    record = {
+        "notebook": plan.notebook.name, "notebook_path": str(plan.notebook.path),
+        "notebook_hash": plan.notebook.content_hash(), "profile": plan.profile, "fixed": plan.fixed,
+        "grid": plan.grid, "seeds": plan.seeds, "backend": backend, "workers": workers, "threads": threads,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "runs": [{"run_id": r.run_id, "swept": r.swept, "status": statuses[r.run_id]} for r in plan.runs],
+    }
+    write_json_atomically(sweep_file, record)
 
-        provenance = environment(root)
-        tasks = [RunTask(str(plan.notebook.path), run.parameters, str(out_dir / run.run_id), str(root),
-                         cell_timeout, threads, provenance) for run in todo]
-        by_dir = {task.run_dir: run for task, run in zip(tasks, todo, strict=True)}
-        where = f"{workers} local worker{'s' * (workers != 1)}" if backend == "local" else "Ray tasks"
-        print(f"sweep {plan.notebook.name}: {len(todo)} runs to execute on {where} ({threads} thread{'s' * (threads != 1)} each), "
-              f"{len(plan.runs) - len(todo)} done before", flush=True)
-        mapped = map_local(run_one, tasks, workers) if backend == "local" else map_ray(
-            run_one, tasks, workers, threads, gpus_per_run)
-        for task, entry in mapped:
-            run = by_dir[task.run_dir]
-            outcome = _outcome(run, entry)
-            if isinstance(entry, BaseException):  # the worker died: record it, so that resume reruns it
-                write_json_atomically(Path(task.run_dir) / STATUS_FILE, {
-                    "status": "failed", "parameters": run.parameters, "error": outcome.error} | provenance)
-            result.outcomes.append(outcome)
-            statuses[run.run_id] = outcome.status
-            print(outcome.message, file=sys.stderr if outcome.status == "failed" else sys.stdout, flush=True)
+    provenance = environment(root)
+    tasks = [RunTask(str(plan.notebook.path), run.parameters, str(out_dir / run.run_id), str(root),
+                     cell_timeout, threads, provenance) for run in todo]
+    by_dir = {task.run_dir: run for task, run in zip(tasks, todo, strict=True)}
+    where = f"{workers} local worker{'s' * (workers != 1)}" if backend == "local" else "Ray tasks"
+    print(f"sweep {plan.notebook.name}: {len(todo)} runs to execute on {where} ({threads} thread{'s' * (threads != 1)} each), "
+          f"{len(plan.runs) - len(todo)} done before", flush=True)
+    mapped = map_local(run_one, tasks, workers) if backend == "local" else map_ray(
+        run_one, tasks, workers, threads, gpus_per_run)
+    for task, entry in mapped:
+        run = by_dir[task.run_dir]
+        outcome = _outcome(run, entry)
+        if isinstance(entry, BaseException):  # the worker died: record it, so that resume reruns it
+            write_json_atomically(Path(task.run_dir) / STATUS_FILE, {
+                "status": "failed", "parameters": run.parameters, "error": outcome.error} | provenance)
+        result.outcomes.append(outcome)
+        statuses[run.run_id] = outcome.status
+        print(outcome.message, file=sys.stderr if outcome.status == "failed" else sys.stdout, flush=True)
 
     order = {run.run_id: i for i, run in enumerate(plan.runs)}
     result.outcomes.sort(key=lambda o: order[o.run_id])
