@@ -7,6 +7,7 @@ cell 4 unless ``fail=False``; 02_records.ipynb records ``steps * scale`` under a
 
 import importlib.metadata
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -126,9 +127,9 @@ def test_already_done_requires_same_parameters_and_content(course_run):
 
 def test_cell_timeout_interrupts_and_names_the_cell(tmp_path):
     run = run_course(notebooks_dir=FIXTURES, out_dir=tmp_path, only=["01"], params={"sleep_s": "60", "fail": "False"},
-                     cell_timeout=1)
+                     cell_timeout=1.5)  # seconds may be fractional: rounded up to 2
     (outcome,) = run.failed
-    assert "cell 3 (In [" in outcome.message and "per-cell timeout" in outcome.message
+    assert "cell 3 (In [" in outcome.message and "the 2 s per-cell timeout" in outcome.message
     assert read_json(tmp_path / "manifest.json")["notebooks"]["01_fails"]["duration_s"] < 30
 
 
@@ -147,6 +148,14 @@ def test_cell_timeout_interrupts_and_names_the_cell(tmp_path):
         ({"params": {"fail": "yes"}}, "parameter 'fail' of 01_fails.ipynb (default True) expects bool, got 'yes'"),
         ({"params": {"scale": None}}, "parameter 'scale' of 02_records.ipynb (default 2) cannot be None"),
         ({"params": {"profile": "full"}}, "set the profile with --profile"),
+        ({"params": {"sleep_s": "nan"}}, "parameter 'sleep_s' of 01_fails.ipynb (default 0.0) must be finite, got nan: "
+                                         "nan and inf have no JSON form"),
+        ({"params": {"steps": float("inf")}}, "parameter 'steps' of 02_records.ipynb (default None) must be finite"),
+        ({"only": [""]}, "--only '' names no notebook; give numbers or names, e.g. 03 or 03_constrained"),
+        ({"only": [" , "]}, "--only ' , ' names no notebook"),
+        ({"cell_timeout": -1}, "--cell-timeout must be a number of seconds >= 0 (0: no limit), got -1"),
+        ({"cell_timeout": float("nan")}, "--cell-timeout must be a number of seconds >= 0 (0: no limit), got nan"),
+        ({"cell_timeout": float("inf")}, "--cell-timeout must be a number of seconds >= 0"),
     ],
 )
 def test_bad_input_raises_a_clear_error(tmp_path, kwargs, message):
@@ -154,6 +163,68 @@ def test_bad_input_raises_a_clear_error(tmp_path, kwargs, message):
         run_course(notebooks_dir=FIXTURES, out_dir=tmp_path, **kwargs)
     assert message in str(err.value)
     assert not list(tmp_path.iterdir())  # nothing ran
+
+
+def test_cell_timeout_is_whole_seconds_rounded_up():
+    from regkit.course.runner import DEFAULT_CELL_TIMEOUT_S, cell_timeout_s
+
+    assert cell_timeout_s(2.5, "quick") == 3 and cell_timeout_s(2, "quick") == 2
+    assert cell_timeout_s(0, "full") is None and cell_timeout_s(0.0, "quick") is None
+    assert cell_timeout_s(None, "full") == DEFAULT_CELL_TIMEOUT_S["full"]
+
+
+@pytest.mark.parametrize("resume", [False, True])
+@pytest.mark.parametrize(("text", "problem"), [
+    ('{"notebooks": {"01_fails": ', "is not valid JSON (Expecting"),
+    ("[]", 'is not a manifest ({"notebooks": {...}})'),
+])
+def test_a_corrupt_manifest_is_a_clear_error(tmp_path, resume, text, problem):
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(CourseError) as err:
+        run_course(notebooks_dir=FIXTURES, out_dir=tmp_path, resume=resume)
+    assert f"{tmp_path / 'manifest.json'} {problem}" in str(err.value)
+    assert "delete it (the next run records them afresh; --resume then reruns every notebook)" in str(err.value)
+
+
+def test_a_corrupt_notebook_is_a_clear_error(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(FIXTURES, notebooks)
+    (notebooks / "02_records.ipynb").write_text('{"cells": [')
+    with pytest.raises(CourseError) as err:
+        run_course(notebooks_dir=notebooks, out_dir=tmp_path / "run")
+    assert f"{notebooks / '02_records.ipynb'} is not a readable notebook (NotJSONError: " in str(err.value)
+    assert "restore it (e.g. git checkout -- 02_records.ipynb) or move it out of the notebook folder" in str(err.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_locked_output_folder_names_its_holder(tmp_path, capsys):
+    from regkit.course.folder_lock import lock_folder
+
+    with lock_folder(tmp_path):  # as another `run --out` into the same folder would
+        code = main(["run", "--notebooks", str(FIXTURES), "--out", str(tmp_path), "--only", "02"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"error: output folder '{tmp_path}' is in use by another run: pid {os.getpid()} on host " in err
+    assert "wait for it to finish, or give this run another --out" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]  # nothing written
+
+
+def test_concurrent_runs_into_one_folder_never_both_write(tmp_path):
+    """Two CLI runs at once into one --out: one runs, the other stops at once with exit 2."""
+    command = [sys.executable, "-m", "regkit.course", "run", "--notebooks", str(FIXTURES), "--out", str(tmp_path),
+               "--only", "01", "-p", "fail", "False", "-p", "sleep_s", "6"]
+    runs = [subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = [(run.wait(timeout=120), *run.communicate()) for run in runs]
+    assert sorted(code for code, _, _ in outputs) == [0, 2], outputs
+    (refused,) = [err for code, _, err in outputs if code == 2]
+    assert f"error: output folder '{tmp_path}' is in use by another run: pid " in refused
+    assert read_json(tmp_path / "manifest.json")["notebooks"]["01_fails"]["status"] == "ok"
+
+
+def test_cli_refuses_a_repeated_parameter(capsys):
+    assert main(["run", "--notebooks", str(FIXTURES), "-p", "scale", "1", "-p", "scale", "2"]) == 2
+    assert "error: -p scale is given twice ('1' and '2'); give each parameter once" in capsys.readouterr().err
 
 
 def test_text_values_are_parsed_for_the_declared_type(monkeypatch):

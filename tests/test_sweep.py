@@ -80,6 +80,8 @@ def test_grid_takes_python_values_and_seeds_alone():
     assert plan.runs[0].parameters["profile"] == "full"
     plan = plan_sweep(NB, seeds=2)
     assert [r.run_id for r in plan.runs] == ["seed=0", "seed=1"] and plan.axes == []
+    plan = plan_sweep(NB, ['fail_at=[1,2], [3, 4]', 'hold="a,b",c'])  # commas inside brackets and quotes
+    assert [r.swept for r in plan.runs] == [{"fail_at": f, "hold": h} for f in ([1, 2], [3, 4]) for h in ('"a,b"', "c")]
 
 
 def test_run_id_is_readable_and_escapes_unsafe_values():
@@ -116,6 +118,15 @@ def test_run_id_is_readable_and_escapes_unsafe_values():
         ((NB, ["lr=1"]), {"backend": "slurm"}, "unknown backend 'slurm'; choose one of: local, ray"),
         ((NB, ["lr=1"]), {"workers": 0}, "--workers must be a positive integer, got 0"),
         ((NB, ["lr=1"]), {"gpus_per_run": 1}, "--gpus-per-run needs --backend ray"),
+        ((NB, ["lr=1e-3,nan"]), {}, "parameter 'lr' of 01_grid.ipynb (default 0.001) must be finite, got nan"),
+        ((NB, ["lr=1"]), {"params": {"weight_decay": "-inf"}}, "parameter 'weight_decay' of 01_grid.ipynb "
+                                                                "(default 0.0) must be finite, got -inf"),
+        ((NB, {"fail_at": [[1.0, float("nan")]]}), {}, "must be finite, got [1.0, nan]"),
+        ((NB, ["fail_at=1,2"]), {}, "expects list, got '1'; grid values are split at the commas outside brackets: "
+                                    "write each value whole, e.g. --grid fail_at=[1,2],[3,4]"),
+        ((NB, ["fail_at=[1,2],[3"]), {}, "--grid 'fail_at=[1,2],[3' has an unclosed bracket or quote; write each "
+                                         "list value in brackets, e.g. fail_at=[1,2],[3,4]"),
+        ((NB, ["lr=1"]), {"cell_timeout": -1}, "--cell-timeout must be a number of seconds >= 0 (0: no limit), got -1"),
     ],
 )
 def test_bad_input_raises_a_clear_error(tmp_path, args, kwargs, message):
@@ -123,6 +134,21 @@ def test_bad_input_raises_a_clear_error(tmp_path, args, kwargs, message):
         run_sweep(*args, notebooks_dir=FIXTURES, out_dir=tmp_path / "out", **kwargs)
     assert message in str(err.value)
     assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_a_locked_output_folder_is_refused(tmp_path):
+    from regkit.course.folder_lock import lock_folder
+
+    with lock_folder(tmp_path), pytest.raises(CourseError) as err:
+        run_sweep(NB, ["lr=1e-3"], out_dir=tmp_path)
+    assert f"output folder '{tmp_path}' is in use by another run: pid {os.getpid()} on host " in str(err.value)
+    assert "wait for it to finish, or give this run another --out" in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
+
+
+def test_cli_repeated_parameter_exits_2(capsys):
+    assert main(["sweep", str(NB), "--grid", "lr=1,2", "-p", "seed", "1", "-p", "seed", "2"]) == 2
+    assert "error: -p seed is given twice ('1' and '2'); give each parameter once" in capsys.readouterr().err
 
 
 def test_cli_bad_input_exits_2(capsys):
@@ -237,56 +263,105 @@ def crash(task):
     raise RuntimeError("worker lost")
 
 
-def test_interrupted_sweep_leaves_no_partial_results_and_resume_completes_it(tmp_path):
+HELD_GRID = "lr=1e-3,2e-3,3e-3"
+
+
+def ignore_sigint():
+    """Start like a background job of a shell script (``cmd &``), which inherits SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def held_sweep(tmp_path):
+    """A CLI sweep (own session, SIGINT ignored at start) whose first run is done and whose second waits on ``hold``.
+
+    Yields the driver's Popen and every process of its session (driver, pool worker, resource tracker, kernel).
+    """
+    import psutil
+
     out, hold, trace = tmp_path / "out", tmp_path / "hold", tmp_path / "trace.txt"
     hold.touch()
     params = {"hold_at": "[0.002, 0.0]", "hold": str(hold), "trace": str(trace)}
-    command = [sys.executable, "-m", "regkit.course", "sweep", str(NB), "--grid", "lr=1e-3,2e-3,3e-3",
-               "--workers", "1", "--out", str(out),
-               *itertools.chain.from_iterable(("-p", k, v) for k, v in params.items())]
+    command = [sys.executable, "-m", "regkit.course", "sweep", str(NB), "--grid", HELD_GRID, "--workers", "1",
+               "--out", str(out), *itertools.chain.from_iterable(("-p", k, v) for k, v in params.items())]
     done = out / "lr=0.001" / "status.json"
     held = out / "lr=0.002" / ".results.partial.json"  # the second run recorded a result, then waits
     with open(tmp_path / "log.txt", "w") as log:
-        sweep = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 120
-            while not (held.exists() and done.exists()) and sweep.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert held.exists() and done.exists(), (tmp_path / "log.txt").read_text()
-            os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C in a terminal signals the whole process group
-            assert sweep.wait(timeout=30) == 130
-        finally:
-            if sweep.poll() is None:
-                os.killpg(sweep.pid, signal.SIGKILL)
+        sweep = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True, preexec_fn=ignore_sigint)
+    processes = []
+    try:
+        deadline = time.monotonic() + 120
+        while not (held.exists() and done.exists()) and sweep.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert held.exists() and done.exists(), (tmp_path / "log.txt").read_text()
+        processes = [psutil.Process(sweep.pid), *psutil.Process(sweep.pid).children(recursive=True)]
+        kernel = int(next(line for line in trace_lines(trace) if line.startswith("0.002")).rsplit(",", 1)[1])
+        assert kernel in [p.pid for p in processes]
+        yield sweep, processes, params
+    finally:
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        sweep.wait()
+
+
+def alive_after(processes, seconds):
+    import psutil
+
+    return [p.pid for p in psutil.wait_procs(processes, timeout=seconds)[1]]
+
+
+def test_interrupted_sweep_leaves_no_partial_results_and_resume_completes_it(tmp_path):
+    out, trace = tmp_path / "out", tmp_path / "trace.txt"
+    with held_sweep(tmp_path) as (sweep, processes, params):
+        os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C in a terminal signals the whole process group
+        assert sweep.wait(timeout=10) == 130
+        assert alive_after(processes, 5) == []  # the worker killed the held run's kernel (its own session)
     assert "interrupted: finished runs are kept" in (tmp_path / "log.txt").read_text()
-    kernel = int(next(line for line in trace_lines(trace) if line.startswith("0.002")).rsplit(",", 1)[1])
-    alive = True
-    for _ in range(100):  # the held run's kernel (its own session) exits with its parent, the pool worker
-        try:
-            os.kill(kernel, 0)
-        except ProcessLookupError:
-            alive = False
-            break
-        time.sleep(0.1)
-    if alive:
-        os.kill(kernel, signal.SIGKILL)
-    assert not alive
 
     assert [line.split(",")[0] for line in trace_lines(trace)] == ["0.001", "0.002"]  # the queued run never started
-    assert read_json(done)["status"] == "ok"
+    assert read_json(out / "lr=0.001" / "status.json")["status"] == "ok"
     interrupted = out / "lr=0.002"
     assert sorted(p.name for p in interrupted.iterdir() if not p.name.startswith(".")) == ["params.json"]
     for path in out.rglob("*.json"):  # every visible JSON file is complete
         if not path.name.startswith("."):
             read_json(path)
 
-    hold.unlink()
-    result = run_sweep(NB, ["lr=1e-3,2e-3,3e-3"], workers=1, resume=True, out_dir=out, params=params)
+    (tmp_path / "hold").unlink()
+    result = run_sweep(NB, [HELD_GRID], workers=1, resume=True, out_dir=out, params=params)
     assert [(o.run_id, o.status) for o in result.outcomes] == [
         ("lr=0.001", "skipped"), ("lr=0.002", "ok"), ("lr=0.003", "ok")]
     assert [line.split(",")[0] for line in trace_lines(trace)] == ["0.001", "0.002", "0.002", "0.003"]
     assert read_json(interrupted / "results.json")["fixture.done"]["value"] == 1
     assert not [p.name for p in interrupted.iterdir() if p.name.startswith(".")]
+
+
+def test_sigterm_stops_a_sweep_like_ctrl_c(tmp_path):
+    with held_sweep(tmp_path) as (sweep, processes, _):
+        sweep.terminate()  # the driver only, as a scheduler or `timeout` would
+        assert sweep.wait(timeout=10) == 130
+        assert alive_after(processes, 5) == []
+    assert "interrupted: finished runs are kept" in (tmp_path / "log.txt").read_text()
+    assert not (tmp_path / "out" / "lr=0.002" / "status.json").exists()
+
+
+def test_workers_and_kernels_exit_when_the_driver_is_killed(tmp_path):
+    with held_sweep(tmp_path) as (sweep, processes, _):
+        sweep.kill()
+        assert alive_after(processes, 5) == []  # worker, its kernel and the resource tracker: none orphaned
+    assert not (tmp_path / "out" / "lr=0.002" / "status.json").exists()
+
+
+def test_a_none_grid_value_keeps_its_rows_in_the_summaries(tmp_path):
+    """None is "the profile's value" (02_records: steps 3 in the quick profile; it records steps * scale)."""
+    result = run_sweep(FIXTURES.parent / "02_records.ipynb", ["steps=None,5"], workers=1, out_dir=tmp_path)
+    assert [(o.run_id, o.status) for o in result.outcomes] == [("steps=null", "ok"), ("steps=5", "ok")]
+    summary = pd.read_csv(tmp_path / "summary.csv", keep_default_na=False)
+    rows = summary[summary.result == "cpr.cifar100.resnet18.adamw.acc"]
+    assert rows.steps.tolist() == ["None", "5"] and rows["mean"].tolist() == [3 * 2, 5 * 2]
+    md = (tmp_path / "summary.md").read_text()
+    assert "| None | 6 | nan | 1 |" in md and "| 5 | 10 | nan | 1 |" in md
 
 
 # --- aggregation ------------------------------------------------------------------------------

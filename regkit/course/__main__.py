@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from regkit.course.lifetime import stop_on_signals
 from regkit.course.notebook import CourseError, discover, select
 from regkit.course.profiles import PROFILES
 from regkit.course.runner import DEFAULT_CELL_TIMEOUT_S, NOTEBOOKS_DIR, RUNS_DIR, run_course
@@ -27,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", help=f"output directory (default {RUNS_DIR}/<profile>)")
     run.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), metavar="DIR", help="notebook directory")
     run.add_argument("--cell-timeout", type=float, metavar="SECONDS",
-                     help="per-cell limit, 0 for none (default: " + ", ".join(
+                     help="per-cell limit in seconds (rounded up), 0 for none (default: " + ", ".join(
                          f"{p} {t} s" for p, t in DEFAULT_CELL_TIMEOUT_S.items()) + ")")
     run.add_argument("--log-output", action="store_true", help="stream the notebooks' output to the log")
 
@@ -35,7 +36,8 @@ def parser() -> argparse.ArgumentParser:
         "sweep", help="run one notebook over a parameter grid and seeds, in parallel; aggregate over seeds")
     sweep.add_argument("notebook", metavar="NOTEBOOK", help="notebook number or name, or a path to a .ipynb file")
     sweep.add_argument("--grid", nargs="+", action="extend", default=[], metavar="NAME=V1,V2",
-                       help="swept parameters, e.g. --grid lr=1e-3,3e-3 weight_decay=0,0.1 (all combinations)")
+                       help="swept parameters, e.g. --grid lr=1e-3,3e-3 weight_decay=0,0.1 (all combinations); "
+                            "write list values in brackets: betas=[0.9,0.99],[0.9,0.999]")
     sweep.add_argument("--seeds", type=int, metavar="N", help="run every combination with seed = 0 .. N-1")
     sweep.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                        help="a fixed parameter of every run")
@@ -54,7 +56,8 @@ def parser() -> argparse.ArgumentParser:
                        help="run only what is missing or failed (same parameters and notebook content)")
     sweep.add_argument("--out", metavar="DIR", help=f"output directory (default {SWEEPS_DIR}/<notebook>)")
     sweep.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), metavar="DIR", help="notebook directory")
-    sweep.add_argument("--cell-timeout", type=float, metavar="SECONDS", help="per-cell limit, 0 for none")
+    sweep.add_argument("--cell-timeout", type=float, metavar="SECONDS",
+                       help="per-cell limit in seconds (rounded up), 0 for none")
 
     listing = commands.add_parser("list", help="show the notebooks and their parameters")
     listing.add_argument("--only", action="append", metavar="NB")
@@ -74,10 +77,20 @@ def list_notebooks(notebooks_dir: str, only: list[str] | None) -> None:
             print(line + (f"  # {p.help}" if p.help else ""))
 
 
+def parameter_dict(pairs: list[list[str]]) -> dict[str, str]:
+    """The ``-p NAME VALUE`` pairs as a dict; CourseError if a name is given twice."""
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            raise CourseError(f"-p {name} is given twice ({params[name]!r} and {value!r}); give each parameter once")
+        params[name] = value
+    return params
+
+
 def sweep_main(args: argparse.Namespace) -> int:
     try:
         result = run_sweep(
-            args.notebook, args.grid, args.seeds, profile=args.profile, params=dict(args.parameter),
+            args.notebook, args.grid, args.seeds, profile=args.profile, params=parameter_dict(args.parameter),
             workers=args.workers, threads=args.threads, backend=args.backend, address=args.address,
             gpus_per_run=args.gpus_per_run, resume=args.resume, out_dir=args.out, notebooks_dir=args.notebooks,
             cell_timeout=args.cell_timeout,
@@ -93,6 +106,11 @@ def sweep_main(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    with stop_on_signals():
+        return command(args)
+
+
+def command(args: argparse.Namespace) -> int:
     try:
         if args.command == "list":
             list_notebooks(args.notebooks, args.only)
@@ -102,12 +120,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.log_output:
             logging.basicConfig(level=logging.INFO, format="%(message)s")
         run = run_course(
-            args.profile, args.only, dict(args.parameter), resume=args.resume, notebooks_dir=args.notebooks,
+            args.profile, args.only, parameter_dict(args.parameter), resume=args.resume, notebooks_dir=args.notebooks,
             out_dir=args.out, cell_timeout=args.cell_timeout, log_output=args.log_output,
         )
     except CourseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished notebooks are kept; continue with the same command and --resume",
+              file=sys.stderr)
+        return 130
     counts = {s: sum(o.status == s for o in run.outcomes) for s in ("ok", "failed", "skipped")}
     print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped; "
           f"summary: {run.summary[0]} and {run.summary[1].name}")

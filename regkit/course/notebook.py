@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,12 +56,26 @@ class Parameter:
             return None  # None: the profile's value
         if isinstance(value, str) and kind is not str:
             value = parse_text(value, kind, where)
+        if not is_finite(value):
+            raise CourseError(f"{where} must be finite, got {value!r}: nan and inf have no JSON form for the "
+                              "manifest and result files; give a finite number")
         if kind is None:
             return value
         try:
             return check_value(self.name, value, kind(), where)  # kind(): a sample of the type
         except TypeError as err:
             raise CourseError(str(err)) from None
+
+
+def is_finite(value: Any) -> bool:
+    """False if ``value`` is or holds (in lists, tuples, dict values) a float nan or inf."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(map(is_finite, value))
+    if isinstance(value, dict):
+        return all(map(is_finite, value.values()))
+    return True
 
 
 def parse_text(text: str, kind: type | None, where: str) -> Any:
@@ -110,10 +125,21 @@ class CourseNotebook:
     def number(self) -> str:
         return self.name[:2]
 
+    def read(self) -> nbformat.NotebookNode:
+        """The notebook (CourseError naming the file if it is not a readable notebook)."""
+        try:
+            return nbformat.read(self.path, as_version=4)
+        except Exception as error:  # nbformat raises NotJSONError, ValueError, KeyError, ... for broken files
+            raise CourseError(
+                f"{self.path} is not a readable notebook ({type(error).__name__}: {error}); restore it "
+                f"(e.g. git checkout -- {self.name}) or move it out of the notebook folder"
+            ) from None
+
     def parameters(self) -> dict[str, Parameter]:
         """The parameters cell's entries, in order (CourseError if a default is not a literal)."""
         import papermill  # imported here: slow, and only the runner needs it
 
+        self.read()  # a clear error for a broken file, before papermill reads it
         found = {}
         for name, p in papermill.inspect_notebook(str(self.path)).items():
             try:
@@ -129,13 +155,12 @@ class CourseNotebook:
 
     def parameters_cell_index(self) -> int:
         """Index of the first cell tagged ``parameters`` (-1 if there is none)."""
-        cells = nbformat.read(self.path, as_version=4).cells
+        cells = self.read().cells
         return next((i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])), -1)
 
     def content_hash(self) -> str:
         """sha256 of what executes: the cells' types and sources (outputs, ids and metadata excluded)."""
-        nb = nbformat.read(self.path, as_version=4)
-        cells = [[cell.cell_type, cell.source] for cell in nb.cells]
+        cells = [[cell.cell_type, cell.source] for cell in self.read().cells]
         return hashlib.sha256(json.dumps(cells).encode()).hexdigest()
 
 
@@ -155,6 +180,9 @@ def select(notebooks: list[CourseNotebook], only: list[str] | None, what: str = 
     if not only:
         return list(notebooks)
     wanted = [item.strip() for entry in only for item in entry.split(",") if item.strip()]
+    if not wanted:
+        raise CourseError(f"{what} {', '.join(map(repr, only))} names no notebook; give numbers or names, "
+                          "e.g. 03 or 03_constrained (leave it out for all)")
     chosen = set()
     for item in wanted:
         matches = [

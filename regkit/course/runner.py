@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
+import math
 import os
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from regkit.course.folder_lock import lock_folder
 from regkit.course.notebook import CourseError, CourseNotebook, check_profile, discover, select
 from regkit.course.recording import RESULTS_FILE_ENV, read_results, write_json_atomically
 from regkit.course.report import write_summary
@@ -150,9 +152,35 @@ def kernel_environment(
 
 
 def load_manifest(out_dir: str | Path) -> dict[str, Any]:
-    """A run directory's ``manifest.json`` (``{"notebooks": {stem: entry}}``; empty if there is none)."""
+    """A run directory's ``manifest.json`` (``{"notebooks": {stem: entry}}``; empty if there is none).
+
+    CourseError naming the file if it is not a manifest (e.g. truncated or edited by hand).
+    """
     path = Path(out_dir) / "manifest.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"notebooks": {}}
+    if not path.exists():
+        return {"notebooks": {}}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        problem = f"is not valid JSON ({error})"
+    else:
+        if isinstance(manifest, dict) and isinstance(manifest.get("notebooks"), dict):
+            return manifest
+        problem = 'is not a manifest ({"notebooks": {...}})'
+    raise CourseError(f"{path} {problem}; it records the notebooks run into {out_dir}: delete it (the next run "
+                      "records them afresh; --resume then reruns every notebook) or choose another --out")
+
+
+def cell_timeout_s(value: float | None, profile: str) -> int | None:
+    """The per-cell limit for nbclient: ``value`` seconds rounded up (None: the profile's default; 0: no limit).
+
+    CourseError unless ``value`` is a finite number >= 0.
+    """
+    if value is None:
+        value = DEFAULT_CELL_TIMEOUT_S[profile]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
+        raise CourseError(f"--cell-timeout must be a number of seconds >= 0 (0: no limit), got {value!r}")
+    return math.ceil(value) or None
 
 
 def already_done(entry: dict[str, Any], nb: CourseNotebook, parameters: dict[str, Any], out_dir: Path) -> bool:
@@ -245,27 +273,35 @@ def run_course(
     """Execute the selected notebooks in order; see the module docstring for what is written where.
 
     ``params`` values may be text (as from ``-p name value``: parsed for the declared type) or
-    Python values (type-checked). ``cell_timeout`` defaults to ``DEFAULT_CELL_TIMEOUT_S[profile]``
-    (0 or None after that: no limit); ``progress_bar`` defaults to on in a terminal outside CI.
-    Bad input raises CourseError before anything runs.
+    Python values (type-checked). ``cell_timeout`` (seconds, rounded up) defaults to
+    ``DEFAULT_CELL_TIMEOUT_S[profile]``; 0: no limit. ``progress_bar`` defaults to on in a terminal
+    outside CI. Bad input raises CourseError before anything runs, and so does an ``out_dir`` that
+    another run is writing to (see :mod:`regkit.course.folder_lock`).
     """
     check_profile(profile)
+    cell_timeout = cell_timeout_s(cell_timeout, profile)
     available = discover(notebooks_dir)
     selected = select(available, only)
     parameters = resolve_parameters(selected, profile, params)
     out_dir = Path(out_dir) if out_dir is not None else RUNS_DIR / profile
     out_dir.mkdir(parents=True, exist_ok=True)
-    root = Path(root)
-    if cell_timeout is None:
-        cell_timeout = DEFAULT_CELL_TIMEOUT_S[profile]
     if progress_bar is None:
         progress_bar = sys.stderr.isatty() and not os.environ.get("CI")
-
-    manifest = load_manifest(out_dir)
-    provenance = environment(root)
-    run = CourseRun(out_dir)
     if not selected:
         print(f"no notebooks NN_topic.ipynb in {notebooks_dir}", flush=True)
+    with lock_folder(out_dir):
+        manifest = load_manifest(out_dir)
+        return execute_all(selected, parameters, manifest, out_dir, resume=resume, root=Path(root),
+                           cell_timeout=cell_timeout, log_output=log_output, progress_bar=progress_bar)
+
+
+def execute_all(
+    selected: list[CourseNotebook], parameters: dict[str, dict[str, Any]], manifest: dict[str, Any], out_dir: Path,
+    *, resume: bool, root: Path, cell_timeout: int | None, log_output: bool, progress_bar: bool,
+) -> CourseRun:
+    """Execute (or, resuming, skip) each notebook in order, updating the manifest; then write the summary."""
+    provenance = environment(root)
+    run = CourseRun(out_dir)
     for nb in selected:
         if resume and already_done(manifest["notebooks"].get(nb.stem, {}), nb, parameters[nb.stem], out_dir):
             run.outcomes.append(Outcome(nb.name, "skipped", f"skip {nb.name}: ok before with the same parameters"))
@@ -276,7 +312,7 @@ def run_course(
         if manifest["notebooks"].pop(nb.stem, None) is not None:  # its files are about to be replaced
             write_json_atomically(out_dir / "manifest.json", manifest)
         entry = execute(
-            nb, parameters[nb.stem], out_dir, root=root, cell_timeout=cell_timeout or None,
+            nb, parameters[nb.stem], out_dir, root=root, cell_timeout=cell_timeout,
             log_output=log_output, progress_bar=progress_bar,
         ) | provenance
         manifest["notebooks"][nb.stem] = entry

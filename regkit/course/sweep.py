@@ -36,7 +36,6 @@ import math
 import multiprocessing
 import os
 import re
-import signal
 import socket
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -46,14 +45,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from regkit.course.notebook import CourseError, CourseNotebook, check_profile, discover, select
+from regkit.course.folder_lock import lock_folder
+from regkit.course.lifetime import worker_init
+from regkit.course.notebook import CourseError, CourseNotebook, Parameter, check_profile, discover, select
 from regkit.course.recording import read_results, write_atomically, write_json_atomically
 from regkit.course.runner import (
-    DEFAULT_CELL_TIMEOUT_S,
     NOTEBOOKS_DIR,
     REPO_ROOT,
     RUNS_DIR,
     already_done,
+    cell_timeout_s,
     environment,
     execute,
     resolve_parameters,
@@ -99,13 +100,45 @@ def parse_grid(items: Iterable[str]) -> dict[str, list[str]]:
         match = _GRID_ITEM.fullmatch(item.strip())
         if not match:
             raise CourseError(f"--grid {item!r} is not NAME=VALUE[,VALUE...] (e.g. lr=1e-3,3e-3)")
-        name, values = match["name"], [v.strip() for v in match["values"].split(",")]
+        name, values = match["name"], split_values(match["values"], item)
         if not all(values):
             raise CourseError(f"--grid {item!r} has an empty value; write NAME=VALUE[,VALUE...] without empty items")
         if name in grid:
             raise CourseError(f"--grid names {name!r} twice; give all its values in one item: {name}=V1,V2")
         grid[name] = values
     return grid
+
+
+def split_values(text: str, item: str) -> list[str]:
+    """Split a grid item's values at the commas outside brackets and quotes: ``[1,2],[3,4]`` -> 2 values."""
+    values, depth, quote, start = [], 0, "", 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            values.append(text[start:i].strip())
+            start = i + 1
+    if depth or quote:
+        raise CourseError(f"--grid {item!r} has an unclosed bracket or quote; write each list value in brackets, "
+                          "e.g. fail_at=[1,2],[3,4]")
+    return [*values, text[start:].strip()]
+
+
+def _typed_values(parameter: Parameter, values: list[Any], notebook: str) -> list[Any]:
+    """Grid values parsed / checked for the parameter's type, with a hint on how to write list values."""
+    try:
+        return [parameter.coerce(v, notebook) for v in values]
+    except CourseError as error:
+        if parameter.kind not in (list, tuple, dict):
+            raise
+        raise CourseError(f"{error}; grid values are split at the commas outside brackets: write each value "
+                          f"whole, e.g. --grid {parameter.name}=[1,2],[3,4]") from None
 
 
 def _id_value(value: Any) -> str:
@@ -155,7 +188,8 @@ def plan_sweep(
         grid = {}
     elif not isinstance(grid, Mapping):
         grid = parse_grid(grid)
-    grid = {name: values.split(",") if isinstance(values, str) else list(values) for name, values in grid.items()}
+    grid = {name: split_values(values, f"{name}={values}") if isinstance(values, str) else list(values)
+            for name, values in grid.items()}
     fixed = dict(params or {})
     declared = nb.parameters()
     if seeds is not None:
@@ -174,11 +208,12 @@ def plan_sweep(
         raise CourseError(f"--grid {empty[0]!r} has no values")
     if not grid and seeds is None:
         raise CourseError("nothing to sweep: give --grid NAME=V1,V2 ... and/or --seeds N")
-    # resolve_parameters checks names (profile, unknown ones) and the fixed values' types ...
-    base = resolve_parameters([nb], profile, fixed | {name: values[0] for name, values in grid.items()})[nb.stem]
+    # each grid value of a declared parameter is parsed / checked for its type like -p values ...
+    typed = {name: _typed_values(declared[name], values, nb.name) for name, values in grid.items() if name in declared}
+    # ... and resolve_parameters checks the names (profile, unknown ones) and the fixed values' types
+    first = {name: typed[name][0] if name in typed else values[0] for name, values in grid.items()}
+    base = resolve_parameters([nb], profile, fixed | first)[nb.stem]
     base = {name: value for name, value in base.items() if name not in grid}
-    # ... and each grid value is parsed / checked for its parameter's type the same way
-    typed = {name: [declared[name].coerce(v, nb.name) for v in values] for name, values in grid.items()}
     for name, values in typed.items():
         repeated = [v for i, v in enumerate(values) if v in values[:i]]
         if repeated:
@@ -206,7 +241,7 @@ class RunTask:
     parameters: dict[str, Any]
     run_dir: str
     root: str
-    cell_timeout: float | None
+    cell_timeout: int | None
     threads: int
     provenance: dict[str, str]
 
@@ -234,20 +269,16 @@ def run_one(task: RunTask) -> dict[str, Any]:
 
 # --- backends: map run_one over the tasks ---------------------------------------------------------
 
-def _ignore_interrupts() -> None:
-    """Pool workers leave Ctrl-C to the driver, which stops them (see :func:`map_local`)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def map_local(fn: Callable[[RunTask], dict], tasks: list[RunTask], workers: int) -> Iterator[tuple[RunTask, Any]]:
     """``(task, fn(task) or the exception)`` in completion order, from a pool of ``workers`` processes.
 
     When the consumer is interrupted (Ctrl-C) or stops early, the workers are terminated at once:
-    their running notebooks stop uncommitted (the kernels exit with their parent process) and
-    no queued run starts.
+    their running notebooks stop uncommitted (each worker kills its kernel) and no queued run
+    starts. Workers also exit, killing their kernels, when this process dies (see
+    :func:`~regkit.course.lifetime.worker_init`).
     """
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_ignore_interrupts)
+                               initializer=worker_init, initargs=(os.getpid(),))
     try:
         futures = {pool.submit(fn, task): task for task in tasks}
         for future in as_completed(futures):
@@ -339,7 +370,8 @@ def _is_number(value: Any) -> bool:
 
 
 def _key(value: Any) -> Any:
-    return json.dumps(value) if isinstance(value, (list, dict)) else value
+    """A grid value as a table key: lists and dicts as JSON text, None (the profile's value) as "None"."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else "None" if value is None else value
 
 
 def collect(plan: SweepPlan, out_dir: Path):
@@ -370,7 +402,7 @@ def aggregate(values, axes: list[str]):
     def std(s):
         return float(np.std(s.to_numpy(), ddof=1)) if len(s) > 1 else math.nan
 
-    grouped = values.groupby([*axes, "result"], sort=False)["value"]
+    grouped = values.groupby([*axes, "result"], sort=False, dropna=False)["value"]  # every grid point keeps its row
     return grouped.agg(mean=lambda s: float(np.mean(s.to_numpy())), std=std, n="size").reset_index()
 
 
@@ -429,6 +461,8 @@ def _plots(plan: SweepPlan, summary, out_dir: Path) -> list[Path]:
             else:
                 x = (numeric or axes)[0]
                 others = [a for a in axes if a != x]
+                if x not in numeric:  # text, lists or None (the profile's value): categories on the x axis
+                    table = table.assign(**{x: table[x].astype(str)})
                 table = table.assign(group=table[others].astype(str).agg(", ".join, axis=1)) if others else table
                 mean_lines(table, x, "mean", std="std", hue="group" if others else None, ax=ax)
                 ax.set_ylabel(f"{result} (mean ± std)" if plan.seeds else result)
@@ -501,7 +535,9 @@ def run_sweep(
     cluster's CPUs allow). ``threads``: BLAS/OpenMP threads of each run (default: the CPUs
     divided by ``workers``; for Ray also the CPUs each task reserves, default 1).
     ``gpus_per_run``: GPUs each Ray task reserves (Ray sets ``CUDA_VISIBLE_DEVICES``).
-    Bad input raises CourseError before anything runs.
+    ``cell_timeout``: seconds per cell, rounded up (default the profile's; 0: no limit). Bad input
+    raises CourseError before anything runs, and so does an ``out_dir`` that another run is writing
+    to (see :mod:`regkit.course.folder_lock`).
     """
     plan = plan_sweep(notebook, grid, seeds, profile=profile, params=params, notebooks_dir=notebooks_dir)
     if backend not in BACKENDS:
@@ -518,12 +554,21 @@ def run_sweep(
         threads = threads or max(1, available_cpus() // workers)
     else:
         threads = threads or 1
-    if cell_timeout is None:
-        cell_timeout = DEFAULT_CELL_TIMEOUT_S[profile]
+    cell_timeout = cell_timeout_s(cell_timeout, profile)
     out_dir = Path(out_dir) if out_dir is not None else SWEEPS_DIR / plan.notebook.stem
     out_dir.mkdir(parents=True, exist_ok=True)
-    root = Path(root)
+    # Ray first: if it cannot start, nothing is written
+    with ray_session(address) if backend == "ray" else contextlib.nullcontext(), lock_folder(out_dir):
+        return execute_sweep(plan, out_dir, resume=resume, backend=backend, workers=workers, threads=threads,
+                             gpus_per_run=gpus_per_run, cell_timeout=cell_timeout, root=Path(root))
 
+
+def execute_sweep(
+    plan: SweepPlan, out_dir: Path, *, resume: bool, backend: str, workers: int | None,
+    threads: int, gpus_per_run: float, cell_timeout: int | None, root: Path,
+) -> SweepResult:
+    """Run what ``resume`` leaves to do on the backend (Ray already connected), then aggregate; see
+    :func:`run_sweep`."""
     result = SweepResult(out_dir, plan)
     todo, statuses = [], {}
     for run in plan.runs:
@@ -535,35 +580,34 @@ def run_sweep(
         else:
             todo.append(run)
             statuses[run.run_id] = "pending"
-    with ray_session(address) if backend == "ray" else contextlib.nullcontext():  # before any file is written
-        sweep_file = out_dir / "sweep.json"
-        record = {
-            "notebook": plan.notebook.name, "notebook_path": str(plan.notebook.path),
-            "notebook_hash": plan.notebook.content_hash(), "profile": profile, "fixed": plan.fixed,
-            "grid": plan.grid, "seeds": plan.seeds, "backend": backend, "workers": workers, "threads": threads,
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "runs": [{"run_id": r.run_id, "swept": r.swept, "status": statuses[r.run_id]} for r in plan.runs],
-        }
-        write_json_atomically(sweep_file, record)
+    sweep_file = out_dir / "sweep.json"
+    record = {
+        "notebook": plan.notebook.name, "notebook_path": str(plan.notebook.path),
+        "notebook_hash": plan.notebook.content_hash(), "profile": plan.profile, "fixed": plan.fixed,
+        "grid": plan.grid, "seeds": plan.seeds, "backend": backend, "workers": workers, "threads": threads,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "runs": [{"run_id": r.run_id, "swept": r.swept, "status": statuses[r.run_id]} for r in plan.runs],
+    }
+    write_json_atomically(sweep_file, record)
 
-        provenance = environment(root)
-        tasks = [RunTask(str(plan.notebook.path), run.parameters, str(out_dir / run.run_id), str(root),
-                         cell_timeout or None, threads, provenance) for run in todo]
-        by_dir = {task.run_dir: run for task, run in zip(tasks, todo, strict=True)}
-        where = f"{workers} local worker{'s' * (workers != 1)}" if backend == "local" else "Ray tasks"
-        print(f"sweep {plan.notebook.name}: {len(todo)} runs to execute on {where} ({threads} thread{'s' * (threads != 1)} each), "
-              f"{len(plan.runs) - len(todo)} done before", flush=True)
-        mapped = map_local(run_one, tasks, workers) if backend == "local" else map_ray(
-            run_one, tasks, workers, threads, gpus_per_run)
-        for task, entry in mapped:
-            run = by_dir[task.run_dir]
-            outcome = _outcome(run, entry)
-            if isinstance(entry, BaseException):  # the worker died: record it, so that resume reruns it
-                write_json_atomically(Path(task.run_dir) / STATUS_FILE, {
-                    "status": "failed", "parameters": run.parameters, "error": outcome.error} | provenance)
-            result.outcomes.append(outcome)
-            statuses[run.run_id] = outcome.status
-            print(outcome.message, file=sys.stderr if outcome.status == "failed" else sys.stdout, flush=True)
+    provenance = environment(root)
+    tasks = [RunTask(str(plan.notebook.path), run.parameters, str(out_dir / run.run_id), str(root),
+                     cell_timeout, threads, provenance) for run in todo]
+    by_dir = {task.run_dir: run for task, run in zip(tasks, todo, strict=True)}
+    where = f"{workers} local worker{'s' * (workers != 1)}" if backend == "local" else "Ray tasks"
+    print(f"sweep {plan.notebook.name}: {len(todo)} runs to execute on {where} ({threads} thread{'s' * (threads != 1)} each), "
+          f"{len(plan.runs) - len(todo)} done before", flush=True)
+    mapped = map_local(run_one, tasks, workers) if backend == "local" else map_ray(
+        run_one, tasks, workers, threads, gpus_per_run)
+    for task, entry in mapped:
+        run = by_dir[task.run_dir]
+        outcome = _outcome(run, entry)
+        if isinstance(entry, BaseException):  # the worker died: record it, so that resume reruns it
+            write_json_atomically(Path(task.run_dir) / STATUS_FILE, {
+                "status": "failed", "parameters": run.parameters, "error": outcome.error} | provenance)
+        result.outcomes.append(outcome)
+        statuses[run.run_id] = outcome.status
+        print(outcome.message, file=sys.stderr if outcome.status == "failed" else sys.stdout, flush=True)
 
     order = {run.run_id: i for i, run in enumerate(plan.runs)}
     result.outcomes.sort(key=lambda o: order[o.run_id])
