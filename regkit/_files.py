@@ -1,9 +1,10 @@
-"""Output paths: check before any work is done that a file can be written where it is asked for."""
+"""Output files: check up front that a file can be written where it is asked for, and write it atomically."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 
@@ -31,3 +32,25 @@ def check_writable_file(name: str, path: str | os.PathLike) -> Path:
     os.close(handle)
     os.unlink(probe)
     return path
+
+
+def write_atomically(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    Readers see the old file or the whole new one, never a half-written one (also when the
+    process is killed mid-write: only a hidden ``.NAME.*.tmp`` may be left behind).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        if isinstance(data, str):
+            with open(tmp, "x", encoding="utf-8") as f:
+                f.write(data)
+        else:
+            with open(tmp, "xb") as f:
+                f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

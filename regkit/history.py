@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from regkit.course.recording import write_atomically
+from regkit._files import write_atomically
 
 
 class History:

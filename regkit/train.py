@@ -37,8 +37,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 from tqdm.std import tqdm as text_tqdm
 
-from regkit._files import check_writable_file
-from regkit.course.recording import write_atomically
+from regkit._files import check_writable_file, write_atomically
 from regkit.device import default_device, resolve_device  # noqa: F401  (re-exported: part of regkit.train's API)
 from regkit.distributed import (
     all_reduce_sum,

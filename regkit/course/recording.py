@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
 from pathlib import Path
 from typing import Any
+
+from regkit._files import write_atomically
 
 RESULTS_FILE_ENV = "REGKIT_RESULTS_FILE"
 
@@ -53,28 +54,6 @@ def read_results(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
         return {}
     with open(path, encoding="utf-8") as f:
         return json.load(f)
-
-
-def write_atomically(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
-
-    Readers see the old file or the whole new one, never a half-written one (also when the
-    process is killed mid-write: only a hidden ``.NAME.*.tmp`` may be left behind).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        if isinstance(data, str):
-            with open(tmp, "x", encoding="utf-8") as f:
-                f.write(data)
-        else:
-            with open(tmp, "xb") as f:
-                f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_json_atomically(path: Path, data: Any) -> None:
