@@ -32,3 +32,11 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device={device!r} but MPS is not available here; use None/'auto' or 'cpu'")
     return dev
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (CUDA, MPS); a no-op on the CPU. For timing, never inside a step."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import regkit.optim as ro
-import regkit.train as train_module
+import regkit.train.checkpoint as checkpoint_module
 from regkit.data import DeviceLoader
 from regkit.penalties import microbatch_grad_fn
 from regkit.train import load_checkpoint, train
@@ -75,8 +75,8 @@ def worker(rank, world, init_file, out_dir):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     saves = []
-    save = train_module._save_atomically
-    train_module._save_atomically = lambda state, path: (saves.append(path), save(state, path))
+    save = checkpoint_module.save_atomically
+    checkpoint_module.save_atomically = lambda state, path: (saves.append(path), save(state, path))
     try:
         for name in CASES:
             printed = io.StringIO()

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from regkit.history import History
-from regkit.train import CheckpointError, _save_atomically, load_checkpoint
+from regkit.train import CheckpointError, load_checkpoint
+from regkit.train.checkpoint import save_atomically as _save_atomically
 from tests.test_train import make_run, run
 
 

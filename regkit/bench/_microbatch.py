@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from regkit.device import resolve_device
+from regkit.device import resolve_device, synchronize
 from regkit.models import build_model
 from regkit.penalties import accumulate_microbatches
 
@@ -53,11 +53,6 @@ SHAPES = {
 PENALTY_LAM = {None: 0.0, "gn": 0.01}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_paths(model, x, y, micro: int, penalty: str | None, reps: int) -> dict[bool, float]:
     """Median ms per ``accumulate_microbatches`` call for the serial (False) and vectorized (True)
     paths, interleaved after one warm-up call of each."""
@@ -66,10 +61,10 @@ def time_paths(model, x, y, micro: int, penalty: str | None, reps: int) -> dict[
     for rep in range(reps + 1):
         for vectorized in (False, True):
             model.zero_grad(set_to_none=True)
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             accumulate_microbatches(model, F.cross_entropy, x, y, micro, penalty, PENALTY_LAM[penalty], vectorized)
-            _sync(device)
+            synchronize(device)
             if rep > 0:  # rep 0 warms up (kernel selection, allocator, vmap tracing caches)
                 times[vectorized].append(1000 * (time.perf_counter() - start))
     return {path: statistics.median(values) for path, values in times.items()}

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
+from regkit.device import synchronize
+
 MIB = 2**20
 _MEASURED = "regkit.bench.measured_step"
 
@@ -45,11 +47,6 @@ class StepCost:
     repeats: int
     cpu_median_ms: float | None
     peak_mib: float | None
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @contextlib.contextmanager

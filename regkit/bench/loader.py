@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from regkit.data import DeviceLoader
+from regkit.device import synchronize
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 
@@ -38,17 +39,12 @@ class PerSampleCropFlip(Dataset):
         return (image.float() / 255 - self.mean) / self.std, self.y[i]
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def images_per_second(batches, device: torch.device, n_images: int, min_seconds: float) -> float:
     """Throughput over at least ``n_images`` images and ``min_seconds`` after a warm-up batch;
     every batch ends on ``device``."""
     iterator = iter(batches)
     next(iterator)  # starts workers / moves the split to the device
-    _sync(device)
+    synchronize(device)
     seen, start = 0, time.perf_counter()
     while seen < n_images or time.perf_counter() - start < min_seconds:
         try:
@@ -58,7 +54,7 @@ def images_per_second(batches, device: torch.device, n_images: int, min_seconds:
             continue
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         seen += len(x)
-    _sync(device)
+    synchronize(device)
     return seen / (time.perf_counter() - start)
 
 

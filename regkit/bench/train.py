@@ -30,10 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from regkit.bench._timing import synchronize
 from regkit.bench.loader import MEAN, STD, PerSampleCropFlip
 from regkit.data import DeviceLoader
-from regkit.device import resolve_device
+from regkit.device import resolve_device, synchronize
 from regkit.models import build_model
 from regkit.train import train
 
