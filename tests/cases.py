@@ -119,6 +119,33 @@ CPR = dict(make=ro.AdamCPR, invalid=CPR_INVALID, converge=CPR_CONVERGE, takes_mo
            tolerance={"compile": {"rtol": 1e-6, "atol": 1e-9}})
 
 
+# Composed regularizers (regkit.optim.with_cpr / with_projection over any base, SAM/GNP over AdamCPR and AdamP).
+# The wrappers' own steps run after the base's functional update: constrain_ (AdamCPR's case) and
+# scale_invariant_factors (AdamP's) have the compile test; the projection's own one is in test_compose.py.
+COMPOSED_SKIP = {"compile": "a wrapper class: the base's functional_update is compiled in its own case, the added step in test_compose.py"}
+CPR_ONLY_INVALID = {"kappa_init_method": "random", "reg_function": "l3", "kappa_update": -1.0, "reg_step_size": 0,
+                    "reg_ema_decay": 1.5, "reg_order": "after"}
+PROJECTION_ONLY_INVALID = {"delta": -0.1, "wd_ratio": 1.5, "projection_eps": 0.0, "channel_dim": 2}
+SGD_CPR_CONVERGE = {"quadratic": {"lr": 0.1, "steps": 80, "kappa_init_param": 1e3}, "rosenbrock": {"lr": 1.4e-3, "steps": 250}}
+SGD_CPR = dict(make=ro.with_cpr(ro.SGD), invalid={**SGD_INVALID, **CPR_ONLY_INVALID}, converge=SGD_CPR_CONVERGE,
+               takes_model=True, skip=COMPOSED_SKIP)
+# an inflection-point bound set at the first checks would stop the quadratic short of its minimum: checks kept out of reach
+TORCH_SGD_CPR_CONVERGE = {**SGD_CPR_CONVERGE, "quadratic": {"lr": 0.1, "steps": 80, "reg_step_size": 1000}}
+TORCH_SGD_CPR = dict(make=ro.with_cpr(torch.optim.SGD), invalid=CPR_ONLY_INVALID, converge=TORCH_SGD_CPR_CONVERGE,
+                     takes_model=True, skip=COMPOSED_SKIP)  # torch.optim's messages do not name lr etc.
+PROJECTED_ADAM_CPR = dict(make=ro.with_cpr(ro.with_projection(ro.Adam)),
+                          invalid={**CPR_ONLY_INVALID, **PROJECTION_ONLY_INVALID, "lr": -1e-3}, converge=CPR_CONVERGE,
+                          takes_model=True, skip=COMPOSED_SKIP)
+
+
+def sam_adamcpr(params, **kwargs):
+    return SAM(params, ro.AdamCPR, verbose=False, **kwargs)
+
+
+def gnp_adamp(params, **kwargs):
+    return GNP(params, ro.AdamP, **kwargs)
+
+
 def sam(params, **kwargs):
     return SAM(params, ro.SGD, **kwargs)
 
@@ -178,6 +205,15 @@ CASES = [
     Case("sam_sgd_momentum", sam, {"rho": 0.01, "lr": 0.05, "momentum": 0.9}, SAM_INVALID, SGD_CONVERGE, **WRAPPER),
     Case("gnp_forward_sgd", gnp, {"alpha": 0.8, "r": 0.01, "lr": 0.05, "momentum": 0.9}, GNP_INVALID, GNP_CONVERGE, **WRAPPER),
     Case("gnp_central_layer_sgd", gnp, {"alpha": 0.5, "r": 0.01, "difference": "central", "normalize": "layer", "lr": 0.05, "momentum": 0.9}, GNP_INVALID, GNP_CONVERGE, **WRAPPER),
+    Case("sgd_cpr_uniform", kwargs={"lr": 0.05, "momentum": 0.9, "kappa_init_method": "uniform", "kappa_init_param": 0.5, "kappa_update": 0.1, "verbose": False}, **SGD_CPR),
+    Case("sgd_cpr_dependent_pre_step_nesterov", kwargs={"lr": 0.05, "momentum": 0.9, "nesterov": True, "kappa_init_method": "dependent", "kappa_init_param": 0.8, "reg_order": "pre_step", "verbose": False}, **SGD_CPR),
+    Case("torch_sgd_cpr_std_inflection", kwargs={"lr": 0.05, "momentum": 0.9, "reg_function": "std", "kappa_init_method": "inflection_point", "reg_step_size": 1, "verbose": False}, **TORCH_SGD_CPR),
+    Case("adamw_projection", ro.with_projection(ro.AdamW), {"lr": 0.01, "weight_decay": 1e-2}, {**ADAM_INVALID, **PROJECTION_ONLY_INVALID}, ADAM_CONVERGE, skip=COMPOSED_SKIP),
+    Case("sgd_projection_nesterov_decoupled", ro.with_projection(ro.SGD), {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2, "decoupled_weight_decay": True, "delta": 0.5, "wd_ratio": 0.5}, {**SGD_INVALID, **PROJECTION_ONLY_INVALID}, SGD_CONVERGE, skip=COMPOSED_SKIP),
+    Case("torch_adamw_projection", ro.with_projection(torch.optim.AdamW), {"lr": 0.01, "weight_decay": 1e-2}, PROJECTION_ONLY_INVALID, ADAM_CONVERGE, skip=COMPOSED_SKIP),
+    Case("adam_projection_cpr", kwargs={"lr": 0.01, "kappa_init_method": "uniform", "kappa_init_param": 0.5, "kappa_update": 0.1, "delta": 0.5, "verbose": False}, **PROJECTED_ADAM_CPR),
+    Case("sam_adamcpr", sam_adamcpr, {"rho": 0.01, "lr": 0.01, "kappa_init_method": "uniform", "kappa_init_param": 0.5, "kappa_update": 0.1}, {"rho": -0.1, "lr": -1e-3, "kappa_update": -1.0}, CPR_CONVERGE, **{**WRAPPER, "skip": {**WRAPPER["skip"], "invalid_group": "an added AdamCPR group must say regularize=True/False: refused for that first (test_cpr)"}}),
+    Case("gnp_adamp", gnp_adamp, {"alpha": 0.8, "r": 0.01, "lr": 0.01, "weight_decay": 1e-2}, {"alpha": -0.5, "r": -0.1, "wd_ratio": 1.5}, {**ADAM_CONVERGE, "rosenbrock": {"lr": 0.2, "steps": 700, "r": 1e-3}}, **WRAPPER),
     Case("graft_schedule", graft, {"lr": 0.01}, {"lr": -0.1, "eps": 0.0, "foreach": "yes"}, GRAFT_CONVERGE, skip=GRAFT_SKIP),
 ]
 # fmt: on

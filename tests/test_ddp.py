@@ -21,7 +21,7 @@ from torch import nn
 import regkit.optim as ro
 import regkit.train.checkpoint as checkpoint_module
 from regkit.data import DeviceLoader
-from regkit.penalties import microbatch_grad_fn
+from regkit.penalties import GNP, SAM, microbatch_grad_fn
 from regkit.train import load_checkpoint, train
 
 WORLD, STEPS, GLOBAL_BATCH = 2, 4, 16
@@ -32,6 +32,10 @@ OPTIMIZERS = {
     "sgdp": lambda model: ro.SGDP(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2),
     # dependent 0.8: the bounds are below the initial norms, so the multipliers act from the first steps
     "adamcpr": lambda model: ro.AdamCPR(model, lr=1e-2, kappa_init_method="dependent", kappa_init_param=0.8, verbose=False),
+    # two passes per step, each all-reduced by DDP: the perturbation comes from the global batch's gradient
+    "sam_adamw": lambda model: SAM(model.parameters(), ro.AdamW, rho=0.05, lr=1e-2, weight_decay=0.1, model=model),
+    "gnp_sgd_cpr": lambda model: GNP(model.parameters(), ro.with_cpr(ro.SGD), alpha=0.8, r=0.05, lr=0.1, momentum=0.9,
+                                     kappa_init_method="dependent", kappa_init_param=0.8, verbose=False, model=model),
 }
 GRAD_FNS = {"sgd+microbatches": microbatch_grad_fn(F.cross_entropy, micro_batch_size=4)}  # averaged explicitly
 CASES = [*OPTIMIZERS, *GRAD_FNS]

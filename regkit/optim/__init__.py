@@ -8,6 +8,8 @@ from regkit.optim.decay import AdamAdaDecay, AdamAWD
 from regkit.optim.graft import NGD, Graft, GraftingSchedule, gradient_magnitude
 from regkit.optim.rescale import JointNormRescaler
 from regkit.optim.sgd import SGD, SGDW
+from regkit.optim.with_cpr import with_cpr
+from regkit.optim.with_projection import with_projection
 
 __all__ = [
     "SGD",
@@ -25,4 +27,6 @@ __all__ = [
     "Graft",
     "GraftingSchedule",
     "gradient_magnitude",
+    "with_cpr",
+    "with_projection",
 ]

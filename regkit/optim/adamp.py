@@ -132,7 +132,7 @@ def _thresholds(params: list[Tensor], delta: float, channel_dim: int) -> tuple[l
     return channel, [delta / math.sqrt(p.numel()) for p in params]
 
 
-def _tested(params: list[Tensor]) -> list[int]:
+def tested_indices(params: list[Tensor]) -> list[int]:
     """Indices of the tensors the scale-invariance test applies to: ``ndim > 1`` (and not empty)."""
     return [i for i, p in enumerate(params) if p.ndim > 1 and p.numel() > 0]
 
@@ -196,7 +196,7 @@ def invariant_views(
     A diagnostic (it reads the answer on the host); tensors with ``ndim <= 1`` are ``"none"``.
     The optimizers make the same decision on the device inside ``step``.
     """
-    tested = _tested(params)
+    tested = tested_indices(params)
     views = ["none"] * len(params)
     if tested:
         w = [params[i].detach() for i in tested]
@@ -234,7 +234,7 @@ def decay_and_project_(
     ``w - s u`` the caller takes next, or, with ``project_directions``, the masked decay only
     while ``u <- u - c w`` edits the directions in place (the official SGDP's momentum buffer).
     """
-    tested = _tested(params)
+    tested = tested_indices(params)
     others = sorted(set(range(len(params))) - set(tested))
     if weight_decay != 0 and others:
         decay_weights_([params[i] for i in others], lr, weight_decay, foreach=foreach)
@@ -322,20 +322,27 @@ def sgdp(
         each("add_", p, u, alpha=-lr, foreach=foreach)
 
 
-def _check_projection(group: dict) -> None:
-    check_number("weight_decay", group["weight_decay"], 0.0)
-    check_number("eps", group["eps"], 0.0)
-    if group["eps"] == 0:
+def check_projection(group: dict, eps_key: str = "eps") -> None:
+    """ValueError naming the first bad option of the radial projection: ``group[eps_key] > 0``, ``delta >= 0``,
+    ``wd_ratio`` in [0, 1], ``channel_dim`` 0 or 1 (AdamP/SGDP: ``eps``; `with_projection`: ``projection_eps``)."""
+    eps = group[eps_key]
+    check_number(eps_key, eps, 0.0)
+    if eps == 0:
         raise ValueError(
-            f"eps must be > 0 (it guards the cosine test and the projection against zero norms), got {group['eps']!r}"
+            f"{eps_key} must be > 0 (it guards the cosine test and the projection against zero norms), got {eps!r}"
         )
     check_number("delta", group["delta"], 0.0)
     check_number("wd_ratio", group["wd_ratio"], 0.0, 1.0)
-    check_flag("nesterov", group["nesterov"])
     if group["channel_dim"] not in (0, 1) or isinstance(group["channel_dim"], bool):
         raise ValueError(
             f"channel_dim must be 0 (Linear, Conv weights) or 1 (ConvTranspose weights), got {group['channel_dim']!r}"
         )
+
+
+def _check_projection(group: dict) -> None:
+    check_number("weight_decay", group["weight_decay"], 0.0)
+    check_projection(group)
+    check_flag("nesterov", group["nesterov"])
     check_flag("foreach", group["foreach"], allow_none=True)
 
 

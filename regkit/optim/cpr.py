@@ -267,6 +267,105 @@ def _describe(groups: list[dict]) -> str:
     return f"regularized {count(True)}; not regularized {count(False)}"
 
 
+CONSTRAINT_STATE = ("lagmul", "kappa", "norm_ema", "norm_ema_prev", "norm_slope_prev", "lagmul_prev")
+
+
+def constraint_groups(params, reg_embedding: bool, verbose: bool, name: str) -> list[dict]:
+    """The param groups of a constrained optimizer called ``name``, each saying whether it is regularized.
+
+    A model: `model_param_groups`. Param groups (dicts): as given (each must say ``regularize``).
+    A plain iterable of tensors: those with ``ndim >= 2`` are regularized, the split is printed
+    (``verbose``). One tensor: TypeError.
+    """
+    if isinstance(params, nn.Module):
+        return model_param_groups(params, reg_embedding)
+    if isinstance(params, Tensor):
+        raise TypeError("params must be a model, param groups or an iterable of tensors, not one tensor")
+    params = list(params)
+    if not (params and all(isinstance(p, Tensor) for p in params)):
+        return params
+    groups = _split_by_ndim(params)
+    if verbose:
+        print(f"{name}: {_describe(groups)} (a plain iterable: tensors with ndim >= 2 are regularized; "
+              "pass the model, or param groups with regularize=True/False, to choose)")
+    return groups
+
+
+def check_constraint(group: dict) -> None:
+    """ValueError naming the first bad constraint hyperparameter of ``group`` (CPR's keys, ``regularize`` included)."""
+    if group["regularize"] is None:
+        raise ValueError(
+            "each param group must say regularize=True or regularize=False, got a group without it; "
+            "e.g. AdamCPR([{'params': matrices, 'regularize': True}, {'params': others, 'regularize': False}]), "
+            "or pass the model: AdamCPR(model) groups it itself"
+        )
+    check_flag("regularize", group["regularize"])
+    method, measure, order = group["kappa_init_method"], group["reg_function"], group["reg_order"]
+    for name, value, choices in (
+        ("kappa_init_method", method, KAPPA_INIT_METHODS),
+        ("reg_function", measure, MEASURES),
+        ("reg_order", order, REG_ORDERS),
+    ):
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    param = group["kappa_init_param"]
+    if method == "warm_start":
+        check_number("kappa_init_param", param, 1.0)
+        if param != int(param):
+            raise ValueError(f"kappa_init_param (warm start steps) must be a whole number >= 1, got {param!r}")
+    elif method in ("uniform", "dependent"):
+        check_number("kappa_init_param", param, 0.0, high=math.inf, high_open=True)
+    else:
+        check_number("kappa_init_param", param)  # ignored by inflection_point
+    check_number("kappa_update", group["kappa_update"], 0.0, high=math.inf, high_open=True)
+    if group["kappa_update"] == 0:
+        raise ValueError("kappa_update must be > 0 (with 0 the multiplier never moves: use regkit.optim.Adam)")
+    step_size = group["reg_step_size"]
+    if not isinstance(step_size, int) or isinstance(step_size, bool) or step_size < 1:
+        raise ValueError(f"reg_step_size must be an int >= 1, got {step_size!r}")
+    check_number("reg_ema_decay", group["reg_ema_decay"], 0.0, 1.0, high_open=True)
+    for flag in ("reg_by_lr", "adaptive_bounds"):
+        check_flag(flag, group[flag])
+
+
+def check_constrained_tensors(name: str, group: dict, index: int) -> None:
+    """ValueError if regularized group ``index`` holds an empty tensor (``mu = 1 / numel``, no norm to bound)."""
+    names = group.get("names") or [f"param_groups[{index}]['params'][{i}]" for i in range(len(group["params"]))]
+    empty = [f"{n} (shape {tuple(p.shape)})" for n, p in zip(names, group["params"], strict=True) if p.numel() == 0]
+    if group["regularize"] and empty:
+        raise ValueError(f"{name} cannot constrain an empty tensor: {', '.join(empty)}; put it in a group "
+                         "with regularize=False (an empty tensor has no norm to bound)")
+
+
+def constraint_state_(buffers: dict, group: dict, p: Tensor) -> dict:
+    """Add to ``buffers`` (a ``state[p]``) the CPR scalars ``group`` needs and it lacks (float32, on ``p``'s device).
+
+    Call it before ``p``'s first update: a ``dependent`` bound is measured on the initial weights.
+    """
+    if "kappa" not in buffers:
+        buffers["lagmul"] = _scalar(0.0, p.device)
+        buffers["kappa"] = initial_kappa(group["kappa_init_method"], group["kappa_init_param"], group["reg_function"], p)
+    if group["kappa_init_method"] == "inflection_point" and "norm_ema" not in buffers:
+        for key in ("norm_ema", "norm_ema_prev", "norm_slope_prev"):
+            buffers[key] = _scalar(0.0, p.device)
+    if group["adaptive_bounds"] and "lagmul_prev" not in buffers:
+        buffers["lagmul_prev"] = _scalar(0.0, p.device)
+    return buffers
+
+
+def constraint_lists(states: list[dict], group: dict) -> list[list[Tensor]]:
+    """The CPR lists of `constrain_` (``lagmuls, kappas, norm_emas, norm_ema_prevs, norm_slope_prevs,
+    prev_lagmuls``) from the states of the stepped tensors; all empty for a group with ``regularize=False``,
+    and the ones the group's options do not use stay empty."""
+    keys = ["lagmul", "kappa"]
+    if group["kappa_init_method"] == "inflection_point":
+        keys += ["norm_ema", "norm_ema_prev", "norm_slope_prev"]
+    if group["adaptive_bounds"]:
+        keys.append("lagmul_prev")
+    chosen = keys if group["regularize"] else []
+    return [[state[key] for state in states] if key in chosen else [] for key in CONSTRAINT_STATE]
+
+
 class AdamCPR(Float32State, FunctionalOptimizer):
     r"""Adam with constrained parameter regularization (CPR): one bound ``R(w) <= kappa`` per weight matrix.
 
@@ -359,7 +458,7 @@ class AdamCPR(Float32State, FunctionalOptimizer):
     functional_update = staticmethod(adam_cpr)
     whole_tensor_norms = True  # R(w) of whole tensors: sharded (FSDP) params are refused
     refused_dtypes = {torch.float16: FLOAT16_ADVICE}
-    float32_state = ("lagmul", "kappa", "norm_ema", "norm_ema_prev", "norm_slope_prev", "lagmul_prev")
+    float32_state = CONSTRAINT_STATE
 
     def __init__(
         self,
@@ -404,25 +503,9 @@ class AdamCPR(Float32State, FunctionalOptimizer):
         self.check_defaults(defaults)  # before params are looked at (torch.optim's order)
         check_flag("reg_embedding", reg_embedding)
         check_flag("verbose", verbose)
-        groups, plain = self._groups(params, reg_embedding)
-        if plain and verbose:
-            print(f"AdamCPR: {_describe(groups)} (a plain iterable: tensors with ndim >= 2 are regularized; "
-                  "pass the model, or param groups with regularize=True/False, to choose)")
-        super().__init__(groups, defaults)
+        super().__init__(constraint_groups(params, reg_embedding, verbose, "AdamCPR"), defaults)
         if not any(g["regularize"] for g in self.param_groups if g["params"]):
             warnings.warn("AdamCPR regularizes no tensor: it is plain Adam", stacklevel=2)
-
-    @staticmethod
-    def _groups(params, reg_embedding: bool) -> tuple[list[dict], bool]:
-        """(param groups, whether ``params`` was a plain iterable of tensors)."""
-        if isinstance(params, nn.Module):
-            return model_param_groups(params, reg_embedding), False
-        if isinstance(params, Tensor):
-            raise TypeError("params must be a model, param groups or an iterable of tensors, not one tensor")
-        params = list(params)
-        if params and all(isinstance(p, Tensor) for p in params):
-            return _split_by_ndim(params), True
-        return params, False
 
     def check_defaults(self, defaults: dict) -> None:
         self.check_hyperparameters({**defaults, "regularize": False})  # each group says whether it is regularized
@@ -433,79 +516,27 @@ class AdamCPR(Float32State, FunctionalOptimizer):
     def add_param_group(self, param_group: dict) -> None:
         """As `FunctionalOptimizer`, and a regularized group must not hold an empty tensor (``mu = 1 / numel``)."""
         super().add_param_group(param_group)
-        group, index = self.param_groups[-1], len(self.param_groups) - 1
-        names = group.get("names") or [f"param_groups[{index}]['params'][{i}]" for i in range(len(group["params"]))]
-        empty = [f"{name} (shape {tuple(p.shape)})" for name, p in zip(names, group["params"], strict=True) if p.numel() == 0]
-        if group["regularize"] and empty:
+        try:
+            check_constrained_tensors("AdamCPR", self.param_groups[-1], len(self.param_groups) - 1)
+        except ValueError:
             self.param_groups.pop()
-            raise ValueError(f"AdamCPR cannot constrain an empty tensor: {', '.join(empty)}; put it in a group "
-                             "with regularize=False (an empty tensor has no norm to bound)")
+            raise
 
     def check_hyperparameters(self, group: dict) -> None:
-        if group["regularize"] is None:
-            raise ValueError(
-                "each param group must say regularize=True or regularize=False, got a group without it; "
-                "e.g. AdamCPR([{'params': matrices, 'regularize': True}, {'params': others, 'regularize': False}]), "
-                "or pass the model: AdamCPR(model) groups it itself"
-            )
-        check_flag("regularize", group["regularize"])
+        check_constraint(group)
         check_number("lr", group["lr"], 0.0)
         check_betas(group["betas"])
         check_number("eps", group["eps"], 0.0)
-        method, measure, order = group["kappa_init_method"], group["reg_function"], group["reg_order"]
-        for name, value, choices in (
-            ("kappa_init_method", method, KAPPA_INIT_METHODS),
-            ("reg_function", measure, MEASURES),
-            ("reg_order", order, REG_ORDERS),
-        ):
-            if value not in choices:
-                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-        param = group["kappa_init_param"]
-        if method == "warm_start":
-            check_number("kappa_init_param", param, 1.0)
-            if param != int(param):
-                raise ValueError(f"kappa_init_param (warm start steps) must be a whole number >= 1, got {param!r}")
-        elif method in ("uniform", "dependent"):
-            check_number("kappa_init_param", param, 0.0, high=math.inf, high_open=True)
-        else:
-            check_number("kappa_init_param", param)  # ignored by inflection_point
-        check_number("kappa_update", group["kappa_update"], 0.0, high=math.inf, high_open=True)
-        if group["kappa_update"] == 0:
-            raise ValueError("kappa_update must be > 0 (with 0 the multiplier never moves: use regkit.optim.Adam)")
-        step_size = group["reg_step_size"]
-        if not isinstance(step_size, int) or isinstance(step_size, bool) or step_size < 1:
-            raise ValueError(f"reg_step_size must be an int >= 1, got {step_size!r}")
-        check_number("reg_ema_decay", group["reg_ema_decay"], 0.0, 1.0, high_open=True)
-        for flag in ("reg_by_lr", "adaptive_bounds", "amsgrad", "maximize"):
+        for flag in ("amsgrad", "maximize"):
             check_flag(flag, group[flag])
         check_flag("foreach", group["foreach"], allow_none=True)
 
-    def _constraint_state(self, group: dict, p: Tensor) -> dict:
-        """``state[p]`` with the CPR scalars this group needs, created on first use (float32, on ``p``'s device)."""
-        state = self.state[p]
-        if "kappa" not in state:
-            state["lagmul"] = _scalar(0.0, p.device)
-            state["kappa"] = initial_kappa(group["kappa_init_method"], group["kappa_init_param"], group["reg_function"], p)
-        if group["kappa_init_method"] == "inflection_point" and "norm_ema" not in state:
-            for key in ("norm_ema", "norm_ema_prev", "norm_slope_prev"):
-                state[key] = _scalar(0.0, p.device)
-        if group["adaptive_bounds"] and "lagmul_prev" not in state:
-            state["lagmul_prev"] = _scalar(0.0, p.device)
-        return state
-
     def prepare_update(self, group: dict, params: list[Tensor]) -> tuple[tuple, dict]:
-        keys = ["lagmul", "kappa"]  # the CPR lists stay empty for a group with regularize=False
-        if group["kappa_init_method"] == "inflection_point":
-            keys += ["norm_ema", "norm_ema_prev", "norm_slope_prev"]
-        if group["adaptive_bounds"]:
-            keys.append("lagmul_prev")
         exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = adam_state(self.state, params, amsgrad=group["amsgrad"])
-        lists = {key: [] for key in ("lagmul", "kappa", "norm_ema", "norm_ema_prev", "norm_slope_prev", "lagmul_prev")}
-        if group["regularize"]:
-            for p in params:  # no step has run yet: a dependent bound is measured on the initial weights
-                state = self._constraint_state(group, p)
-                for key in keys:
-                    lists[key].append(state[key])
+        if group["regularize"]:  # no step has run yet: a dependent bound is measured on the initial weights
+            for p in params:
+                constraint_state_(self.state[p], group, p)
+        constraint = constraint_lists([self.state[p] for p in params], group)
         beta1, beta2 = group["betas"]
         hyper = {
             k: group[k]
@@ -514,8 +545,5 @@ class AdamCPR(Float32State, FunctionalOptimizer):
                       "adaptive_bounds", "reg_order")
         }  # fmt: skip
         foreach = self.resolve_foreach(group["foreach"], params)
-        args = (
-            params, [p.grad for p in params], exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lists["lagmul"],
-            lists["kappa"], lists["norm_ema"], lists["norm_ema_prev"], lists["norm_slope_prev"], lists["lagmul_prev"],
-        )  # fmt: skip
+        args = (params, [p.grad for p in params], exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *constraint)
         return args, dict(hyper, beta1=beta1, beta2=beta2, foreach=foreach)

@@ -239,6 +239,7 @@ class GNP(KeepsOwnAttributes, Optimizer):
         model: the module being trained. With it, the running statistics of its norm layers
             (BatchNorm) are restored after the later passes, so they see pass 1 only; without it,
             every pass updates them (the buffers are invisible from ``params``).
+        grad_scaler: a ``torch.amp.GradScaler`` for mixed precision (see below), or None.
         foreach: use ``torch._foreach_*`` ops; default: when all params are on CUDA.
 
     The closure re-evaluates the SAME batch: it computes the loss, calls ``backward()`` and returns
@@ -247,6 +248,35 @@ class GNP(KeepsOwnAttributes, Optimizer):
     the same masks and the global RNG advances as by one pass. The wrapper owns ``.grad``: after
     the step it holds the combined gradient ``d`` that the base optimizer used. No host syncs: the
     norm stays a device tensor. Memory: a copy of the weights and of ``g0`` (central: and ``g+``).
+
+    Mixed precision (``grad_scaler``): every pass runs its forward under ``torch.autocast`` and its
+    backward on ``grad_scaler.scale(loss)``; the closure does that itself (``difference="exact"``:
+    the closure returns the unscaled loss and the wrapper scales it). All passes of a step share
+    one scale ``S``, the direction ``v = Sg / ||Sg||`` does not depend on it, and ``d`` is linear in
+    the passes' gradients, so ``d`` is ``S`` times the unscaled combination. The wrapper never
+    unscales between passes; it ends with ``grad_scaler.step(base_optimizer)``, which unscales ``d``
+    once and skips the base step when ``d`` holds an inf/NaN (an overflow in any pass: a non-finite
+    ``g0`` gives no perturbation and reaches ``d`` through its own term). Call ``grad_scaler.update()``
+    after ``step`` as usual, and never ``grad_scaler.unscale_`` inside the closure. Recipe::
+
+        scaler = torch.amp.GradScaler("cuda")
+        opt = SAM(model.parameters(), torch.optim.AdamW, rho=0.05, lr=1e-3, model=model, grad_scaler=scaler)
+
+        def closure():
+            with torch.autocast("cuda", dtype=torch.float16):
+                loss = F.cross_entropy(model(x), y)
+            scaler.scale(loss).backward()
+            return loss
+
+        opt.step(closure)
+        scaler.update()
+
+    Data parallelism (``DistributedDataParallel``): every pass's backward all-reduces its gradients,
+    so the perturbation direction comes from the all-reduced ``g0`` (the global batch's gradient,
+    identical on every rank) and ``d`` combines all-reduced gradients: the step equals one process
+    on the global batch (tested on 2 gloo processes), not the per-worker ("local") SAM variant,
+    which this wrapper does not offer. Pass the unwrapped module as ``model`` (its BatchNorm buffers
+    are restored after the later passes; DDP broadcasts rank 0's buffers at each forward).
 
     Faults: if a pass raises (an error in the loss, KeyboardInterrupt), ``step`` puts the weights
     and running statistics back to ``theta_0`` and does not count the step, then re-raises. A
@@ -277,7 +307,7 @@ class GNP(KeepsOwnAttributes, Optimizer):
     def __init__(self, params, base_optimizer: Callable[..., Optimizer], alpha: float = 0.8, r: float = 0.1,
                  difference: str = "forward", normalize: str = "global", mix: str = "paper",
                  warmup: str | None = None, warmup_steps: int | None = None, model: nn.Module | None = None,
-                 foreach: bool | None = None, **base_kwargs):
+                 grad_scaler: torch.amp.GradScaler | None = None, foreach: bool | None = None, **base_kwargs):
         _check_nonnegative("alpha", alpha)
         _check_nonnegative("r", r)
         _check_choice("difference", difference, DIFFERENCES)
@@ -295,6 +325,8 @@ class GNP(KeepsOwnAttributes, Optimizer):
             raise ValueError(f"foreach={foreach!r} is not valid; choose None, True or False")
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module or None, got {type(model).__name__}")
+        if grad_scaler is not None and not isinstance(grad_scaler, torch.amp.GradScaler):
+            raise TypeError(f"grad_scaler must be a torch.amp.GradScaler or None, got {type(grad_scaler).__name__}")
         if isinstance(base_optimizer, Optimizer) or not callable(base_optimizer):
             raise TypeError(f"base_optimizer must be an optimizer class such as torch.optim.SGD, got {base_optimizer!r}")
         base = base_optimizer(params, **base_kwargs)
@@ -312,7 +344,7 @@ class GNP(KeepsOwnAttributes, Optimizer):
             _check_nonnegative(f"param_groups[{i}]['gnp_r']", group["gnp_r"])
         self.difference, self.normalize, self.mix = difference, normalize, mix
         self.warmup, self.warmup_steps = warmup, warmup_steps
-        self.model, self.foreach = model, foreach
+        self.model, self.grad_scaler, self.foreach = model, grad_scaler, foreach
         self.num_steps = 0
         self._pending: _Pending | None = None
 
@@ -406,6 +438,8 @@ class GNP(KeepsOwnAttributes, Optimizer):
                                "backward(): the wrapper differentiates it twice")
         flat = [(i, p) for i, group in enumerate(self.param_groups) for p in group["params"] if p.requires_grad]
         penalized = any(a * r != 0 for a, r in zip(alphas, rs, strict=True))
+        if self.grad_scaler is not None:
+            loss = self.grad_scaler.scale(loss)  # d = S (g + lam H v): ||S g|| has gradient S H v
         grads = torch.autograd.grad(loss, [p for _, p in flat], create_graph=penalized, allow_unused=True)
         kept = [(i, p, g) for (i, p), g in zip(flat, grads, strict=True) if g is not None]
         hvps = [None] * len(kept)
@@ -461,7 +495,8 @@ class GNP(KeepsOwnAttributes, Optimizer):
     @torch.no_grad()
     def restore_and_step(self) -> None:
         """``theta <- theta_0`` (a copy, bit for bit), running statistics back to their pass-1
-        values, ``.grad <- d`` (the combination above), then ``base_optimizer.step()``."""
+        values, ``.grad <- d`` (the combination above), then ``base_optimizer.step()`` (with a
+        ``grad_scaler``: ``grad_scaler.step(base_optimizer)``)."""
         pending = self._require_pending("restore_and_step")
         self._pending = None
         foreach = pending.foreach
@@ -475,7 +510,10 @@ class GNP(KeepsOwnAttributes, Optimizer):
             combine_(pending.grads[i], perturbed, pending.alphas[i], foreach)
             for p, d in zip(ps, pending.grads[i], strict=True):
                 p.grad = d
-        self.base_optimizer.step()
+        if self.grad_scaler is None:
+            self.base_optimizer.step()
+        else:
+            self.grad_scaler.step(self.base_optimizer)  # unscales d once; skips the step if d is not finite
 
     def state_dict(self) -> dict:
         """The base optimizer's state dict (param groups hold ``gnp_alpha``, ``gnp_r``) + ``num_steps``."""
