@@ -8,6 +8,7 @@ from regkit.optim.decay import AdamAdaDecay, AdamAWD
 from regkit.optim.graft import NGD, Graft, GraftingSchedule, gradient_magnitude
 from regkit.optim.rescale import JointNormRescaler
 from regkit.optim.sgd import SGD, SGDW
+from regkit.optim.timescale import decay_timescale, weight_decay_for_timescale
 
 __all__ = [
     "SGD",
@@ -25,4 +26,6 @@ __all__ = [
     "Graft",
     "GraftingSchedule",
     "gradient_magnitude",
+    "decay_timescale",
+    "weight_decay_for_timescale",
 ]
