@@ -31,11 +31,11 @@ def _check(optimizer, lr, weight_decay, beta1, schedule, steps, neurons, fan_in)
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    for name, value, low, high in (("lr", lr, 0.0, 10.0), ("weight_decay", weight_decay, 0.0, 100.0),
-                                   ("beta1", beta1, 0.0, 0.999)):  # fmt: skip
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not low < value <= high:
-            if not (name == "beta1" and value == 0):
-                raise ValueError(f"{name} must be a number in ({low}, {high}], got {value!r}")
+    for name, value, low, high, low_open in (("lr", lr, 0.0, 10.0, True), ("beta1", beta1, 0.0, 0.999, False),
+                                             ("weight_decay", weight_decay, 0.0, 100.0, True)):  # fmt: skip
+        inside = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+        if not inside or (low_open and value == low):
+            raise ValueError(f"{name} must be a number in {'(' if low_open else '['}{low}, {high}], got {value!r}")
     for name, value, high in (("steps", steps, MAX_STEPS), ("neurons", neurons, 4096), ("fan_in", fan_in, 4096)):
         if not isinstance(value, int) or isinstance(value, bool) or not 2 <= value <= high:
             raise ValueError(f"{name} must be an int in [2, {high}], got {value!r}")
