@@ -78,6 +78,9 @@ class Case:
 
 SGD_INVALID = {"lr": -0.1, "momentum": -0.5, "dampening": 1.5, "weight_decay": -1e-4, "maximize": "yes"}
 ADAM_INVALID = {"lr": -1e-3, "betas": (0.9, 1.0), "eps": -1e-8, "weight_decay": -0.1, "amsgrad": 1}
+# corrected/cautious: flags, and only with decoupled decay (SGD(decoupled_weight_decay=False, cautious=True) is refused)
+DECAY_OPTIONS_INVALID = {**SGD_INVALID, "corrected": "yes", "cautious": 1}
+ADAM_DECAY_OPTIONS_INVALID = {**ADAM_INVALID, "corrected": "yes", "cautious": 1}
 # Convergence settings: kwargs overrides, steps, and optionally `below` (default 1e-3): the final
 # loss must fall below `below` times the initial one. Plain gradient descent crawls along
 # Rosenbrock's curved valley (Hessian condition number ~2500 at the minimum), so
@@ -188,6 +191,12 @@ CASES = [
     Case("adam_l2_amsgrad", ro.Adam, {"lr": 0.01, "weight_decay": 1e-3, "amsgrad": True}, ADAM_INVALID, ADAM_CONVERGE),
     Case("adam_decoupled_maximize", ro.Adam, {"lr": 0.01, "weight_decay": 1e-3, "decoupled_weight_decay": True, "maximize": True}, ADAM_INVALID, ADAM_CONVERGE),
     Case("adamw", ro.AdamW, {"lr": 0.01, "weight_decay": 1e-2}, ADAM_INVALID, ADAM_CONVERGE),
+    Case("sgdw_corrected_cautious", ro.SGDW, {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3, "corrected": True, "cautious": True}, DECAY_OPTIONS_INVALID, SGD_CONVERGE),
+    Case("sgd_decoupled_cautious_nesterov", ro.SGD, {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2, "decoupled_weight_decay": True, "cautious": True}, DECAY_OPTIONS_INVALID, SGD_CONVERGE),
+    Case("sgdw_corrected_plain", ro.SGDW, {"lr": 0.05, "weight_decay": 1e-2, "corrected": True}, DECAY_OPTIONS_INVALID, SLOW_SGD_CONVERGE),
+    Case("adamw_corrected", ro.AdamW, {"lr": 0.01, "weight_decay": 1e-2, "corrected": True}, ADAM_DECAY_OPTIONS_INVALID, ADAM_CONVERGE),
+    Case("adamw_cautious_amsgrad", ro.AdamW, {"lr": 0.01, "weight_decay": 1e-2, "cautious": True, "amsgrad": True}, ADAM_DECAY_OPTIONS_INVALID, ADAM_CONVERGE),
+    Case("adam_decoupled_corrected_cautious_maximize", ro.Adam, {"lr": 0.01, "weight_decay": 1e-2, "decoupled_weight_decay": True, "corrected": True, "cautious": True, "maximize": True}, {**ADAM_DECAY_OPTIONS_INVALID, "decoupled_weight_decay": False}, ADAM_CONVERGE),
     Case("ngd_layer", ro.NGD, {"lr": 0.01, "norm": "layer"}, {"lr": -0.1, "eps": 0.0, "norm": "rows"}, NGD_CONVERGE, skip={"compile": "Graft/NGD step spans all groups (one global norm); the functional graft_update has its own compile test"}),
     Case("adamw_amsgrad", ro.AdamW, {"lr": 0.01, "weight_decay": 1e-2, "amsgrad": True}, ADAM_INVALID, ADAM_CONVERGE),
     Case("adamp", ro.AdamP, {"lr": 0.01, "weight_decay": 1e-2}, ADAMP_INVALID, ADAM_CONVERGE),

@@ -17,13 +17,15 @@ from regkit.widgets.gallery import DEMOS, build, controls, nudge, update_times
 
 torch.set_num_threads(1)
 # shorter runs than the demos' defaults keep this file fast; a demo missing here uses its defaults
-SMALL = {"weight_decay": dict(steps=30), "scale_invariance": dict(steps=30), "cpr": dict(steps=60)}
+SMALL = {"weight_decay": dict(steps=30), "scale_invariance": dict(steps=30), "cpr": dict(steps=60),
+         "dynamics": dict(steps=100)}
 INVALID = {
     "weight_decay": (dict(steps=0), r"steps must be an int >= 1, got 0"),
     "scale_invariance": (dict(steps=0), r"steps must be an int in \[1, \d+\], got 0"),
     "cpr": (dict(kappa=0.0), r"kappa must be > 0, got 0"),
     "grad_norm": (dict(r=-1e-3), r"r=-0.001 is not valid; it must be a finite number > 0"),
     "grokking": (dict(metric="f1"), r"metric must be one of .*; got metric='f1'"),
+    "dynamics": (dict(beta1=1.5), r"beta1 must be a number in \[0.0, 0.999\], got 1.5"),
 }
 
 

@@ -11,7 +11,8 @@ from regkit.widgets.gallery import DEMOS, build, controls, nudge
 from regkit.widgets.grad_norm import grad_norm_widget
 
 torch.set_num_threads(1)
-SMALL = {"weight_decay": dict(steps=30), "scale_invariance": dict(steps=30), "cpr": dict(steps=60)}
+SMALL = {"weight_decay": dict(steps=30), "scale_invariance": dict(steps=30), "cpr": dict(steps=60),
+         "dynamics": dict(steps=100)}
 SLIDERS = (ipywidgets.FloatSlider, ipywidgets.FloatLogSlider)
 
 
@@ -20,7 +21,8 @@ def picture(widget) -> bytes:
 
 
 SLIDERS_OF = {"weight_decay": {"lr", "weight_decay", "momentum"}, "scale_invariance": {"lr", "momentum"},
-              "cpr": {"kappa", "kappa_update"}, "grad_norm": {"r", "alpha"}, "grokking": set()}
+              "cpr": {"kappa", "kappa_update"}, "grad_norm": {"r", "alpha"}, "grokking": set(),
+              "dynamics": {"lr", "weight_decay", "beta1"}}
 
 
 @pytest.mark.parametrize("name", DEMOS)

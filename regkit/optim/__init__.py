@@ -8,6 +8,7 @@ from regkit.optim.decay import AdamAdaDecay, AdamAWD
 from regkit.optim.graft import NGD, Graft, GraftingSchedule, gradient_magnitude
 from regkit.optim.rescale import JointNormRescaler
 from regkit.optim.sgd import SGD, SGDW
+from regkit.optim.timescale import decay_timescale, weight_decay_for_timescale
 from regkit.optim.with_cpr import with_cpr
 from regkit.optim.with_projection import with_projection
 
@@ -27,6 +28,8 @@ __all__ = [
     "Graft",
     "GraftingSchedule",
     "gradient_magnitude",
+    "decay_timescale",
+    "weight_decay_for_timescale",
     "with_cpr",
     "with_projection",
 ]

@@ -90,6 +90,47 @@ class KeepsOwnAttributes:
         return {**own, **super().__getstate__()}
 
 
+def peak_lr(group: dict) -> float:
+    """``lr_max`` of schedule-corrected decay (``corrected=True``): the peak of the group's lr schedule.
+
+    In order: ``group["max_lr"]`` (set by torch's ``OneCycleLR``), ``group["initial_lr"]`` (set by
+    every torch LR scheduler to the base lr its multiplier scales, e.g. the peak of
+    ``regkit.train.warmup_cosine``), else the group's lr at its first step, which is remembered
+    as ``group["initial_lr"]`` (saved in ``state_dict``; a scheduler built later keeps it, as torch's
+    schedulers only ``setdefault`` it). Raises ValueError when that value is not positive.
+    """
+    value = group["max_lr"] if "max_lr" in group else group.setdefault("initial_lr", group["lr"])
+    value = float(value)
+    if not value > 0:
+        raise ValueError(
+            f"corrected=True divides the decay by the peak lr, which is {value!r} for this group "
+            "(its 'max_lr', 'initial_lr' or first lr): give the group a positive lr"
+        )
+    return value
+
+
+def check_decay_options(group: dict) -> None:
+    """``corrected`` and ``cautious`` change the decoupled decay: refused with coupled L2 (ValueError)."""
+    for flag in ("corrected", "cautious"):
+        if group.get(flag) and not group["decoupled_weight_decay"]:
+            raise ValueError(
+                f"{flag}=True changes the decoupled weight decay, but decoupled_weight_decay is False "
+                f"(coupled L2): use decoupled_weight_decay=True (SGDW/AdamW) or {flag}=False"
+            )
+
+
+def decay_options(group: dict) -> dict:
+    """The functional update's ``corrected``/``cautious``/``lr_max`` keywords, only when an option is on.
+
+    Optimizers built on SGD/Adam with their own update (AdamAWD, AdamAdaDecay) never turn one on,
+    so their functional updates need not accept the keywords.
+    """
+    if not (group.get("corrected") or group.get("cautious")):
+        return {}
+    lr_max = peak_lr(group) if group["corrected"] else None
+    return {"corrected": group["corrected"], "cautious": group["cautious"], "lr_max": lr_max}
+
+
 def increment_steps(counters: list[Tensor]) -> list[float]:
     """``t <- t + 1`` for each CPU step counter; returns the new counts as Python floats."""
     torch._foreach_add_(counters, 1.0)

@@ -88,6 +88,60 @@ def decay_weights_(params: list[Tensor], lr: float, weight_decay: float, *, fore
     return each("mul_", params, 1 - lr * weight_decay, foreach=foreach)
 
 
+def schedule_corrected_decay(lr: float, weight_decay: float, lr_max: float) -> float:
+    """AdamC's decay coefficient ``wd * lr / lr_max``: the decay follows the lr schedule (a host float).
+
+    Decoupled decay then multiplies by ``1 - lr * wd * lr / lr_max``, so the ratio ``wd_t / lr_t``
+    that sets the equilibrium of normalized layers stays ``wd / lr_max`` while the lr decays
+    (Defazio, "Why Gradients Rapidly Increase Near the End of Training", 2025).
+    """
+    return weight_decay * lr / lr_max
+
+
+def cautious_decay_weights_(
+    params: list[Tensor], directions: list[Tensor], lr: float, weight_decay: float, *, foreach: bool
+) -> list[Tensor]:
+    """Cautious decoupled decay ``w <- w - lr * wd * 1[u * w >= 0] * w`` (Chen et al., arXiv:2510.12402, 2025).
+
+    ``directions``: the optimizer's update ``u`` (the step is ``w <- w - lr * u``), or any tensor
+    with its signs (Adam's ``m``). Only coordinates that the update already moves towards zero
+    (``u`` and ``w`` of the same sign, or a zero) are decayed. The mask ``1[u w >= 0]`` is built
+    without a host sync, as ``min(sign(u w) + 1, 1)``, on both paths.
+    """
+    factors = each("mul", directions, params, foreach=foreach)
+    each("sign_", factors, foreach=foreach)
+    each("add_", factors, 1.0, foreach=foreach)
+    each("clamp_max_", factors, 1.0, foreach=foreach)  # the mask: 1 where u w >= 0, else 0
+    each("mul_", factors, -lr * weight_decay, foreach=foreach)
+    each("add_", factors, 1.0, foreach=foreach)  # 1 - lr wd mask
+    return each("mul_", params, factors, foreach=foreach)
+
+
+def decoupled_decay_(
+    params: list[Tensor],
+    directions: list[Tensor],
+    lr: float,
+    weight_decay: float,
+    *,
+    corrected: bool,
+    cautious: bool,
+    lr_max: float | None,
+    foreach: bool,
+) -> list[Tensor]:
+    """The decoupled decay step of SGDW/AdamW with its two options.
+
+    ``w <- w * (1 - lr * wd_t * mask)`` with ``wd_t = wd * lr / lr_max`` when ``corrected``
+    (`schedule_corrected_decay`), else ``wd``; ``mask = 1[u * w >= 0]`` when ``cautious``
+    (`cautious_decay_weights_`, ``directions`` = the update ``u`` or a tensor with its signs),
+    else 1. With both off this is `decay_weights_`, torch's AdamW/SGDW line.
+    """
+    if corrected:
+        weight_decay = schedule_corrected_decay(lr, weight_decay, lr_max)
+    if cautious:
+        return cautious_decay_weights_(params, directions, lr, weight_decay, foreach=foreach)
+    return decay_weights_(params, lr, weight_decay, foreach=foreach)
+
+
 def momentum_update_(
     buffers: list[Tensor],
     grads: list[Tensor],

@@ -4,7 +4,13 @@ import torch
 from torch import Tensor
 
 from regkit._validate import check_betas, check_flag, check_number
-from regkit.optim._base import FunctionalOptimizer, increment_steps, step_counter
+from regkit.optim._base import (
+    FunctionalOptimizer,
+    check_decay_options,
+    decay_options,
+    increment_steps,
+    step_counter,
+)
 from regkit.optim._functional import (
     adam_bias_corrections,
     adam_denominator,
@@ -12,7 +18,7 @@ from regkit.optim._functional import (
     adam_step_,
     add_l2,
     amsgrad_max_,
-    decay_weights_,
+    decoupled_decay_,
     descent_grads,
     device_dtype_buckets,
 )
@@ -43,11 +49,15 @@ def adam(
     amsgrad: bool,
     maximize: bool,
     foreach: bool,
+    corrected: bool = False,
+    cautious: bool = False,
+    lr_max: float | None = None,
 ) -> None:
     """The functional Adam update over parallel lists (``max_exp_avg_sqs`` empty unless ``amsgrad``).
 
     ``steps[i]`` is parameter ``i``'s step count including this step, a host float. The
     arithmetic and its order are torch.optim.Adam's, so float64 results agree bit for bit.
+    ``corrected`` / ``cautious`` (decoupled decay only; ``lr_max`` a host float): see `Adam`.
     """
     bias_correction1, bias_correction2_sqrt = adam_bias_corrections(steps, beta1, beta2)
     buckets = device_dtype_buckets(
@@ -62,8 +72,10 @@ def adam(
         if amsgrad:
             v = amsgrad_max_(v_max, v, foreach=foreach)
         denominators = adam_denominator(v, bc2_sqrt, eps, foreach=foreach)
-        if weight_decay != 0 and decoupled_weight_decay:
-            decay_weights_(p, lr, weight_decay, foreach=foreach)  # decoupled: w *= 1 - lr * wd
+        if weight_decay != 0 and decoupled_weight_decay:  # decoupled: w *= 1 - lr * wd (* lr/lr_max) (* mask)
+            # the update m_hat / (sqrt(v_hat) + eps) has the signs of m: the cautious mask reads m
+            decoupled_decay_(p, m, lr, weight_decay, corrected=corrected, cautious=cautious, lr_max=lr_max,
+                             foreach=foreach)
         adam_step_(p, m, denominators, lr, bc1, foreach=foreach)
 
 
@@ -79,6 +91,13 @@ class Adam(FunctionalOptimizer):
         v_max <- max(v_max, v); use v_max for v       if amsgrad
         w <- w * (1 - lr * wd)                        decoupled decay (decoupled_weight_decay=True)
         w <- w - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    Two options change the decoupled decay line (both need ``decoupled_weight_decay=True``):
+    ``corrected=True`` (AdamC, Defazio 2025) uses ``wd * lr / lr_max`` for ``wd``, so the decay
+    follows the lr schedule (``lr_max``: the group's ``max_lr``, else ``initial_lr`` as torch's
+    schedulers set it, else its first lr; see `regkit.optim._base.peak_lr`); ``cautious=True``
+    (Chen et al. 2025) decays only the coordinates where the update ``m_hat / (sqrt(v_hat) + eps)``
+    and ``w`` have the same sign: ``w <- w - lr * wd * 1[m * w >= 0] * w``. See `regkit.optim.SGD`.
 
     This is torch.optim.Adam's algorithm and arithmetic. With coupled L2 the decay term
     passes through ``1 / (sqrt(v_hat) + eps)``: coordinates with large gradients are
@@ -101,7 +120,7 @@ class Adam(FunctionalOptimizer):
         lr: default 1e-3. betas: ``(beta1, beta2)`` each in [0, 1), default (0.9, 0.999).
         eps: default 1e-8. weight_decay: ``wd >= 0``, default 0. Keyword-only:
         decoupled_weight_decay (default False), amsgrad (default False), maximize
-        (default False), foreach (default None = True when every parameter is on CUDA).
+        (default False), corrected and cautious (default False), foreach (default None = True when every parameter is on CUDA).
 
     Example::
 
@@ -112,7 +131,8 @@ class Adam(FunctionalOptimizer):
 
     References: Kingma & Ba, "Adam: A Method for Stochastic Optimization" (ICLR 2015);
     Reddi et al., "On the Convergence of Adam and Beyond" (ICLR 2018);
-    Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (ICLR 2019).
+    Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (ICLR 2019); Defazio (arXiv:2506.02285,
+    2025); Chen et al., "Cautious Weight Decay" (arXiv:2510.12402, 2025).
     """
 
     functional_update = staticmethod(adam)
@@ -130,6 +150,8 @@ class Adam(FunctionalOptimizer):
         amsgrad: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
+        corrected: bool = False,
+        cautious: bool = False,
     ):
         defaults = dict(
             lr=lr,
@@ -140,6 +162,8 @@ class Adam(FunctionalOptimizer):
             amsgrad=amsgrad,
             maximize=maximize,
             foreach=foreach,
+            corrected=corrected,
+            cautious=cautious,
         )
         super().__init__(params, defaults)
 
@@ -150,7 +174,10 @@ class Adam(FunctionalOptimizer):
         check_number("weight_decay", group["weight_decay"], 0.0)
         for flag in ("decoupled_weight_decay", "amsgrad", "maximize"):
             check_flag(flag, group[flag])
+        for flag in ("corrected", "cautious"):  # AdamAdaDecay's groups have neither
+            check_flag(flag, group.get(flag, False))
         check_flag("foreach", group["foreach"], allow_none=True)
+        check_decay_options(group)
 
     def required_state(self, group: dict) -> tuple[str, ...]:
         return ADAM_STATE
@@ -162,6 +189,7 @@ class Adam(FunctionalOptimizer):
             k: group[k]
             for k in ("lr", "eps", "weight_decay", "decoupled_weight_decay", "amsgrad", "maximize")
         }
+        hyper.update(decay_options(group))
         foreach = self.resolve_foreach(group["foreach"], params)
         args = (params, [p.grad for p in params], exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
         return args, dict(hyper, beta1=beta1, beta2=beta2, foreach=foreach)
@@ -213,8 +241,10 @@ class AdamW(Adam):
         amsgrad: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
+        corrected: bool = False,
+        cautious: bool = False,
     ):
         super().__init__(
-            params, lr, betas, eps, weight_decay,
-            decoupled_weight_decay=True, amsgrad=amsgrad, maximize=maximize, foreach=foreach,
+            params, lr, betas, eps, weight_decay, decoupled_weight_decay=True, amsgrad=amsgrad,
+            maximize=maximize, foreach=foreach, corrected=corrected, cautious=cautious,
         )  # fmt: skip

@@ -4,10 +4,10 @@ import torch
 from torch import Tensor
 
 from regkit._validate import check_flag, check_number
-from regkit.optim._base import FunctionalOptimizer
+from regkit.optim._base import FunctionalOptimizer, check_decay_options, decay_options
 from regkit.optim._functional import (
     add_l2,
-    decay_weights_,
+    decoupled_decay_,
     descent_grads,
     device_dtype_buckets,
     each,
@@ -30,11 +30,15 @@ def sgd(
     decoupled_weight_decay: bool,
     maximize: bool,
     foreach: bool,
+    corrected: bool = False,
+    cautious: bool = False,
+    lr_max: float | None = None,
 ) -> None:
     """The functional SGD update over parallel lists (``momentum_buffers`` unused when ``momentum == 0``).
 
     ``first_steps[i]``: ``momentum_buffers[i]`` is fresh and is set to the gradient. The
     arithmetic and its order are torch.optim.SGD's, so float64 results agree bit for bit.
+    ``corrected`` / ``cautious`` (decoupled decay only; ``lr_max`` a host float): see `SGD`.
     """
     for p, g, bufs, first in device_dtype_buckets(
         params, grads, momentum_buffers, first_steps, foreach=foreach
@@ -45,8 +49,9 @@ def sgd(
         if momentum != 0:
             momentum_update_(bufs, d, momentum, dampening, first, foreach=foreach)
             d = nesterov_direction(d, bufs, momentum, foreach=foreach) if nesterov else bufs
-        if weight_decay != 0 and decoupled_weight_decay:
-            decay_weights_(p, lr, weight_decay, foreach=foreach)  # decoupled: w *= 1 - lr * wd
+        if weight_decay != 0 and decoupled_weight_decay:  # decoupled: w *= 1 - lr * wd (* lr/lr_max) (* mask)
+            decoupled_decay_(p, d, lr, weight_decay, corrected=corrected, cautious=cautious, lr_max=lr_max,
+                             foreach=foreach)
         each("add_", p, d, alpha=-lr, foreach=foreach)
 
 
@@ -63,6 +68,18 @@ class SGD(FunctionalOptimizer):
         w <- w * (1 - lr * wd)                    decoupled decay (decoupled_weight_decay=True)
         w <- w - lr * d
 
+    Two options change the decoupled decay line (both need ``decoupled_weight_decay=True``):
+
+    - ``corrected=True`` (schedule-corrected decay, Defazio 2025's AdamC rule):
+      ``wd`` becomes ``wd * lr / lr_max``, so ``w <- w * (1 - lr^2 * wd / lr_max)``: the decay
+      follows the lr schedule and the equilibrium ``||g|| / ||w||`` of normalized layers stays
+      put as the lr decays. ``lr_max`` is the group's ``max_lr``, else ``initial_lr`` (torch's
+      schedulers set it to the peak/base lr), else its lr at the first step (see
+      `regkit.optim._base.peak_lr`). Meant for groups of normalized (scale-invariant) weights.
+    - ``cautious=True`` (cautious weight decay, Chen et al. 2025): decay only the coordinates where
+      the update ``d`` and ``w`` have the same sign (``d * w >= 0``):
+      ``w <- w - lr * wd * 1[d * w >= 0] * w``.
+
     This is torch.optim.SGD's algorithm and arithmetic (buffer set to the gradient on its
     first step; lr multiplies the buffer, not the gradient) with one more line: decoupled
     weight decay in torch's convention, scaled by the scheduled ``lr`` (Loshchilov &
@@ -74,7 +91,8 @@ class SGD(FunctionalOptimizer):
         lr: learning rate, default 1e-3 (torch.optim.SGD's default). momentum: ``mu`` in [0, 1), default 0. dampening:
         in [0, 1], default 0. weight_decay: ``wd >= 0``, default 0. nesterov: default
         False (needs momentum > 0 and dampening 0). decoupled_weight_decay: default False.
-        maximize: ascend the objective, default False. foreach: one ``torch._foreach_*``
+        maximize: ascend the objective, default False. corrected, cautious: default False
+        (above). foreach: one ``torch._foreach_*``
         call per operation; default None = True when every parameter is on CUDA.
         The positional order ``(lr, momentum, dampening, weight_decay, nesterov)`` is
         torch.optim.SGD's; the other options are keyword-only.
@@ -88,7 +106,9 @@ class SGD(FunctionalOptimizer):
 
     References: Polyak (1964) heavy ball; Sutskever et al., "On the importance of
     initialization and momentum in deep learning" (ICML 2013) for the Nesterov form;
-    Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (ICLR 2019).
+    Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (ICLR 2019); Defazio, "Why
+    Gradients Rapidly Increase Near the End of Training" (arXiv:2506.02285, 2025); Chen et al.,
+    "Cautious Weight Decay" (arXiv:2510.12402, 2025).
     """
 
     functional_update = staticmethod(sgd)
@@ -105,6 +125,8 @@ class SGD(FunctionalOptimizer):
         decoupled_weight_decay: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
+        corrected: bool = False,
+        cautious: bool = False,
     ):
         defaults = dict(
             lr=lr,
@@ -115,6 +137,8 @@ class SGD(FunctionalOptimizer):
             decoupled_weight_decay=decoupled_weight_decay,
             maximize=maximize,
             foreach=foreach,
+            corrected=corrected,
+            cautious=cautious,
         )
         super().__init__(params, defaults)
 
@@ -123,9 +147,10 @@ class SGD(FunctionalOptimizer):
         check_number("momentum", group["momentum"], 0.0, 1.0, high_open=True)
         check_number("dampening", group["dampening"], 0.0, 1.0)
         check_number("weight_decay", group["weight_decay"], 0.0)
-        for flag in ("nesterov", "decoupled_weight_decay", "maximize"):
+        for flag in ("nesterov", "decoupled_weight_decay", "maximize", "corrected", "cautious"):
             check_flag(flag, group[flag])
         check_flag("foreach", group["foreach"], allow_none=True)
+        check_decay_options(group)
         if group["nesterov"] and (group["momentum"] == 0 or group["dampening"] != 0):
             raise ValueError(
                 "nesterov=True needs momentum > 0 and dampening == 0, "
@@ -154,6 +179,7 @@ class SGD(FunctionalOptimizer):
             "maximize",
         )
         hyper = {k: group[k] for k in names}
+        hyper.update(decay_options(group))
         foreach = self.resolve_foreach(group["foreach"], params)
         return (params, [p.grad for p in params], buffers, first_steps), dict(hyper, foreach=foreach)
 
@@ -179,8 +205,10 @@ class SGDW(SGD):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
+        corrected: bool = False,
+        cautious: bool = False,
     ):
         super().__init__(
             params, lr, momentum, dampening, weight_decay, nesterov,
-            decoupled_weight_decay=True, maximize=maximize, foreach=foreach,
+            decoupled_weight_decay=True, maximize=maximize, foreach=foreach, corrected=corrected, cautious=cautious,
         )  # fmt: skip

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from regkit.widgets import _images, _without_frontend
 from regkit.widgets.cpr import cpr_widget
+from regkit.widgets.dynamics import dynamics_widget
 from regkit.widgets.grad_norm import grad_norm_widget
 from regkit.widgets.grokking import grokking_widget
 from regkit.widgets.scale_invariance import scale_invariance_widget
@@ -33,6 +34,7 @@ DEMOS: dict[str, Callable] = {
     "cpr": cpr_widget,  # notebook 03: CPR's bound and Lagrange multiplier
     "grad_norm": grad_norm_widget,  # notebook 04: finite-difference Hessian-vector product vs r
     "grokking": grokking_widget,  # notebook 06: recorded grokking runs, accuracy / norm / CPR state
+    "dynamics": dynamics_widget,  # notebook 09: AdamW's norm and angular update reach the rotational equilibrium
 }
 
 
