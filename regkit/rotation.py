@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from regkit._validate import check_number
+from regkit.train.hooks import select_parameters
 
 
 class Equilibrium(NamedTuple):
@@ -132,9 +133,7 @@ class RotationMonitor:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  names: Iterable[str] | Callable[[str, Tensor], bool] | None = None):
-        from regkit.train import _select
-
-        self.params = dict(_select(model, names, default=lambda n, p: p.ndim >= 2))
+        self.params = dict(select_parameters(model, names, default=lambda n, p: p.ndim >= 2))
         if not self.params:
             raise ValueError("RotationMonitor: no parameter chosen (names matched none, or the model has no matrix)")
         self._before: dict[str, Tensor] = {}

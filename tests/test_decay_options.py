@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from regkit.optim import SGD, SGDW, Adam, AdamW, decay_timescale, weight_decay_for_timescale
+from regkit.optim import SGD, SGDW, Adam, AdamAWD, AdamW, decay_timescale, weight_decay_for_timescale
 from regkit.train import warmup_cosine
 
 
@@ -128,3 +128,11 @@ def test_decay_timescale_and_its_inverse():
 def test_timescale_errors_name_the_bad_argument(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_adamawd_refuses_the_decay_options_in_a_group():
+    w = torch.nn.Parameter(torch.ones(3, 3))
+    opt = AdamAWD([w])
+    for flag in ("corrected", "cautious"):
+        with pytest.raises(ValueError, match=rf"AdamAWD always has {flag}=False, got True"):
+            opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))], flag: True})

@@ -147,7 +147,8 @@ class AdamAWD(Float32State, Adam):
 
     functional_update = staticmethod(adam_awd)
     whole_tensor_norms = True  # norms of whole tensors: sharded (FSDP) params are refused
-    fixed_hyperparameters = {"decoupled_weight_decay": True}
+    # its decay is its own (lambda_bar): the schedule-corrected and cautious options do not apply
+    fixed_hyperparameters = {"decoupled_weight_decay": True, "corrected": False, "cautious": False}
     float32_state = ("awd_lambda",)
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,

@@ -13,7 +13,7 @@ from regkit.metrics import grad_norm, weight_norms
 Hook = Callable[[int, nn.Module, torch.optim.Optimizer], Mapping[str, float]]
 
 
-def _select(model: nn.Module, names: Iterable[str] | Callable[[str, Tensor], bool] | None,
+def select_parameters(model: nn.Module, names: Iterable[str] | Callable[[str, Tensor], bool] | None,
             default: Callable[[str, Tensor], bool] = lambda n, p: True) -> list[tuple[str, Tensor]]:
     """The named parameters chosen by a list of names or a predicate ``(name, param) -> bool``."""
     named = dict(model.named_parameters())
@@ -34,7 +34,7 @@ def weight_norm_hook(model: nn.Module, names: Iterable[str] | Callable | None = 
 
     ``names``: parameter names or a predicate ``(name, param) -> bool``; default all parameters.
     """
-    params = _select(model, names)
+    params = select_parameters(model, names)
 
     def hook(step: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, float]:
         norms = weight_norms(params)
@@ -51,7 +51,7 @@ def grad_norm_hook(model: nn.Module, names: Iterable[str] | Callable | None = No
 
     With a two-pass optimizer the gradients are those of its last closure call.
     """
-    params = _select(model, names)
+    params = select_parameters(model, names)
 
     def hook(step: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, float]:
         with_grad = [(n, p) for n, p in params if p.grad is not None]
@@ -70,7 +70,7 @@ def effective_step_hook(model: nn.Module, names: Iterable[str] | Callable | None
     defaults to every parameter with ``ndim >= 2``. The lr is read from the optimizer group
     holding each tensor at call time (so schedules show); tensors in no group are skipped.
     """
-    params = _select(model, names, default=lambda n, p: p.ndim >= 2)
+    params = select_parameters(model, names, default=lambda n, p: p.ndim >= 2)
 
     def hook(step: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, float]:
         lr_of = {id(p): float(group["lr"]) for group in optimizer.param_groups for p in group["params"]}
