@@ -456,7 +456,8 @@ def test_warmup_step_t_equals_gnp_with_the_scheduled_alpha_and_r(warmup):
             alpha_t = 0.0
         expected = GNP(twin.parameters(), torch.optim.Adam, **kwargs)
         expected.load_state_dict(copy.deepcopy(opt.state_dict()))  # Adam's moments at step t - 1
-        expected.param_groups[0].update(gnp_alpha=alpha_t, gnp_r=r_t)
+        # the checkpoint carries the warmup settings too (they live in the groups): the twin has none
+        expected.param_groups[0].update(gnp_alpha=alpha_t, gnp_r=r_t, gnp_warmup=None, gnp_warmup_steps=None)
         calls = []
         opt.step(make_closure(model, x, y, calls=calls))
         expected.step(make_closure(twin, x, y))
@@ -568,3 +569,23 @@ def test_bfloat16_params_step_close_to_float64(foreach):
     for p, q in zip(model.parameters(), low.parameters(), strict=True):
         assert q.dtype == torch.bfloat16
         torch.testing.assert_close(q.double(), p, rtol=2e-2, atol=2e-2)
+
+
+def test_wrapper_settings_live_in_the_param_groups_and_come_back_from_a_checkpoint():
+    model, x, y = tanh_net()
+    opt = GNP(model.parameters(), torch.optim.SGD, difference="central", normalize="layer", warmup="r",
+              warmup_steps=5, lr=0.1)
+    group = opt.param_groups[0]
+    assert (group["gnp_difference"], group["gnp_normalize"], group["gnp_warmup"], group["gnp_warmup_steps"]) == (
+        "central", "layer", "r", 5)
+    opt.step(make_closure(model, x, y))
+    other = GNP(copy.deepcopy(model).parameters(), torch.optim.SGD, lr=0.1)
+    other.load_state_dict(copy.deepcopy(opt.state_dict()))
+    assert (other.difference, other.normalize, other.warmup, other.warmup_steps) == ("central", "layer", "r", 5)
+    with pytest.raises(ValueError, match=r"gnp_difference must be the same in every param group"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(2, dtype=torch.float64))],
+                             "gnp_difference": "forward"})
+    assert len(opt.param_groups) == 1
+    with pytest.raises(ValueError, match=r"param_group\['gnp_mix'\]='nope' is not valid"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))], "gnp_mix": "nope"})
+

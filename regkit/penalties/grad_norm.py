@@ -193,6 +193,27 @@ def _check_choice(name: str, value, choices: tuple) -> None:
         raise ValueError(f"{name}={value!r} is not valid; choose one of {choices}")
 
 
+SETTINGS = ("gnp_alpha", "gnp_r", "gnp_difference", "gnp_normalize", "gnp_mix", "gnp_warmup", "gnp_warmup_steps",
+            "gnp_foreach")  # in every param group; all but alpha and r are the same in every group
+
+
+def _check_settings(group: dict, where: str = "") -> None:
+    """ValueError naming the first invalid ``gnp_*`` setting of ``group`` (a param group or the arguments)."""
+    name = (lambda key: f"{where}[{key!r}]") if where else (lambda key: key.removeprefix("gnp_"))
+    _check_nonnegative(name("gnp_alpha"), group["gnp_alpha"])
+    _check_nonnegative(name("gnp_r"), group["gnp_r"])
+    for key, choices in (("gnp_difference", DIFFERENCES), ("gnp_normalize", NORMALIZATIONS), ("gnp_mix", MIXES),
+                         ("gnp_warmup", WARMUPS), ("gnp_foreach", (None, True, False))):
+        _check_choice(name(key), group[key], choices)
+    difference, warmup, steps = group["gnp_difference"], group["gnp_warmup"], group["gnp_warmup_steps"]
+    if group["gnp_mix"] == "official" and difference != "forward":
+        raise ValueError(f"mix='official' is defined for difference='forward' only, got difference={difference!r}")
+    if warmup is None and steps is not None:
+        raise ValueError(f"warmup_steps={steps!r} given without a warmup; choose warmup from {WARMUPS[1:]}")
+    if warmup is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"warmup={warmup!r} needs warmup_steps, a positive int; got warmup_steps={steps!r}")
+
+
 def _check_nonnegative(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < float("inf"):
         raise ValueError(f"{name}={value!r} is not valid; it must be a finite number >= 0")
@@ -241,6 +262,12 @@ class GNP(KeepsOwnAttributes, Optimizer):
             every pass updates them (the buffers are invisible from ``params``).
         grad_scaler: a ``torch.amp.GradScaler`` for mixed precision (see below), or None.
         foreach: use ``torch._foreach_*`` ops; default: when all params are on CUDA.
+
+    Every setting but ``model`` and ``grad_scaler`` lives in each param group as ``gnp_<name>``
+    (``gnp_alpha``, ``gnp_r``, ``gnp_difference``, ``gnp_normalize``, ``gnp_mix``, ``gnp_warmup``,
+    ``gnp_warmup_steps``, ``gnp_foreach``), so ``state_dict`` saves them and schedulers can change
+    ``gnp_alpha``/``gnp_r`` per group; the others are the same in every group (the passes are global)
+    and read as ``opt.difference``, ``opt.mix``, ... A checkpoint restores them.
 
     The closure re-evaluates the SAME batch: it computes the loss, calls ``backward()`` and returns
     the loss (zeroing the gradients in it is harmless: the wrapper sets ``.grad = None`` before
@@ -308,21 +335,9 @@ class GNP(KeepsOwnAttributes, Optimizer):
                  difference: str = "forward", normalize: str = "global", mix: str = "paper",
                  warmup: str | None = None, warmup_steps: int | None = None, model: nn.Module | None = None,
                  grad_scaler: torch.amp.GradScaler | None = None, foreach: bool | None = None, **base_kwargs):
-        _check_nonnegative("alpha", alpha)
-        _check_nonnegative("r", r)
-        _check_choice("difference", difference, DIFFERENCES)
-        _check_choice("normalize", normalize, NORMALIZATIONS)
-        _check_choice("mix", mix, MIXES)
-        _check_choice("warmup", warmup, WARMUPS)
-        if mix == "official" and difference != "forward":
-            raise ValueError(f"mix='official' is defined for difference='forward' only, got difference={difference!r}")
-        if warmup is None and warmup_steps is not None:
-            raise ValueError(f"warmup_steps={warmup_steps!r} given without a warmup; choose warmup from {WARMUPS[1:]}")
-        if warmup is not None and (isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int)
-                                   or warmup_steps < 1):
-            raise ValueError(f"warmup={warmup!r} needs warmup_steps, a positive int; got warmup_steps={warmup_steps!r}")
-        if foreach not in (None, True, False):
-            raise ValueError(f"foreach={foreach!r} is not valid; choose None, True or False")
+        settings = {"gnp_alpha": alpha, "gnp_r": r, "gnp_difference": difference, "gnp_normalize": normalize,
+                    "gnp_mix": mix, "gnp_warmup": warmup, "gnp_warmup_steps": warmup_steps, "gnp_foreach": foreach}
+        _check_settings(settings)
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module or None, got {type(model).__name__}")
         if grad_scaler is not None and not isinstance(grad_scaler, torch.amp.GradScaler):
@@ -333,31 +348,48 @@ class GNP(KeepsOwnAttributes, Optimizer):
         if not isinstance(base, Optimizer):
             raise TypeError(f"base_optimizer(...) built {type(base).__name__}, not a torch.optim.Optimizer")
         self.base_optimizer = base
-        super().__init__(base.param_groups, {**base.defaults, "gnp_alpha": alpha, "gnp_r": r})
+        super().__init__(base.param_groups, {**base.defaults, **settings})
         self._share_base()
         reject_sharded(  # ||g|| over shards is not ||g||
             [p for g in self.param_groups for p in g["params"]], type(self).__name__,
             [f"param_groups[{j}]['params'][{i}]" for j, g in enumerate(self.param_groups) for i in range(len(g["params"]))],
         )
-        for i, group in enumerate(self.param_groups):
-            _check_nonnegative(f"param_groups[{i}]['gnp_alpha']", group["gnp_alpha"])
-            _check_nonnegative(f"param_groups[{i}]['gnp_r']", group["gnp_r"])
-        self.difference, self.normalize, self.mix = difference, normalize, mix
-        self.warmup, self.warmup_steps = warmup, warmup_steps
-        self.model, self.grad_scaler, self.foreach = model, grad_scaler, foreach
+        self._check_groups()
+        self.model, self.grad_scaler = model, grad_scaler  # objects, not hyperparameters: not in the groups
         self.num_steps = 0
         self._pending: _Pending | None = None
 
+    def _check_groups(self) -> None:
+        """Every group carries valid settings, and the wrapper-wide ones (all but alpha and r) agree."""
+        for i, group in enumerate(self.param_groups):
+            for key in SETTINGS:
+                group.setdefault(key, self.defaults[key])  # a group (or checkpoint) from before a key existed
+            _check_settings(group, f"param_groups[{i}]")
+        for key in SETTINGS[2:]:
+            values = [group[key] for group in self.param_groups]
+            if any(v != values[0] for v in values):
+                raise ValueError(f"{key} must be the same in every param group (the passes are global), got {values}")
+
+    difference = property(lambda self: self.param_groups[0]["gnp_difference"])
+    normalize = property(lambda self: self.param_groups[0]["gnp_normalize"])
+    mix = property(lambda self: self.param_groups[0]["gnp_mix"])
+    warmup = property(lambda self: self.param_groups[0]["gnp_warmup"])
+    warmup_steps = property(lambda self: self.param_groups[0]["gnp_warmup_steps"])
+    foreach = property(lambda self: self.param_groups[0]["gnp_foreach"])
+
     def add_param_group(self, param_group: dict) -> None:
-        """After construction a group goes to the base optimizer (which validates it), with ``gnp_alpha``/``gnp_r``."""
+        """After construction a group goes to the base optimizer (which validates it), with the ``gnp_*`` settings."""
         if getattr(self, "base_optimizer", None) is None or self.param_groups is not self.base_optimizer.param_groups:
             super().add_param_group(param_group)  # during __init__: the base optimizer's groups are copied in
             return
-        group = dict(param_group)
-        for key in ("gnp_alpha", "gnp_r"):
-            group.setdefault(key, self.defaults[key])
-            _check_nonnegative(key, group[key])
+        group = {**{key: self.defaults[key] for key in SETTINGS}, **param_group}
+        _check_settings(group, "param_group")
         self.base_optimizer.add_param_group(group)
+        try:
+            self._check_groups()
+        except ValueError:
+            self.param_groups.pop()
+            raise
 
     def _share_base(self) -> None:
         self.param_groups = self.base_optimizer.param_groups
@@ -516,7 +548,7 @@ class GNP(KeepsOwnAttributes, Optimizer):
             self.grad_scaler.step(self.base_optimizer)  # unscales d once; skips the step if d is not finite
 
     def state_dict(self) -> dict:
-        """The base optimizer's state dict (param groups hold ``gnp_alpha``, ``gnp_r``) + ``num_steps``."""
+        """The base optimizer's state dict (param groups hold the ``gnp_*`` settings) + ``num_steps``."""
         return {**self.base_optimizer.state_dict(), "num_steps": self.num_steps}
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -526,6 +558,7 @@ class GNP(KeepsOwnAttributes, Optimizer):
         num_steps = state_dict.pop("num_steps")
         self.base_optimizer.load_state_dict(state_dict)
         self._share_base()
+        self._check_groups()
         self.num_steps = num_steps
 
 
