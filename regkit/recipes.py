@@ -18,7 +18,7 @@ from torch.optim import Optimizer
 from regkit.experiments import Method
 from regkit.optim import SGD, AdamAdaDecay, AdamAWD, AdamCPR, AdamW, JointNormRescaler
 from regkit.param_groups import param_groups
-from regkit.penalties import MicroBatchStats, microbatch_grad_fn
+from regkit.penalties import GNP, SAM, MicroBatchStats, microbatch_grad_fn
 from regkit.references import REFERENCES
 
 # --- Franke et al., Constrained Parameter Regularization (NeurIPS 2024): CIFAR-100 ResNet-18 ---------------
@@ -160,3 +160,31 @@ GNP_CIFAR: dict[str, Any] = {
 momentum 0.9, lr 0.1 on a cosine schedule without warmup, L2 1e-3 added to the loss on every parameter
 (biases and BatchNorm included: ``weight_decay`` of ``SGD``), crop+flip, ``r = 0.1``, ``alpha = 0.8``.
 Not reproduced here: their global gradient clipping at norm 5 (``config.gradient_clipping``)."""
+
+
+CPU_SAM_NOISE: dict[str, Any] = {
+    "dataset": "fashion_mnist", "train_size": 5000, "label_noise": 0.4, "hidden": (256, 256), "batch_size": 128,
+    "epochs": 40, "lr": 0.05, "weight_decay": 5e-4, "rho": 0.3, "alpha": 0.8, "r": 0.3,
+    "methods": ("sgd", "sam", "gnp"),
+}
+"""Notebook 04's cpu-profile design (evidence/DESIGN.md): 5,000 Fashion-MNIST training images with 40%
+symmetric label noise (fixed per seed; clean test labels), ``mlp`` 256x256, batch 128, 40 epochs of SGD
+momentum 0.9 on a cosine schedule to 0. Plain SGD memorizes the wrong labels; SAM and GNP resist it."""
+
+SAM_GNP_NAMES = {"sgd": "SGD", "sam": "SAM", "gnp": "GNP"}
+
+
+def sam_gnp_methods(*, lr: float, weight_decay: float, rho: float, alpha: float, r: float, momentum: float = 0.9,
+                    methods: Sequence[str] = ("sgd", "sam", "gnp")) -> list[Method]:
+    """SGD (momentum, L2 ``weight_decay``), SAM (radius ``rho``) and GNP (``alpha``, ``r``) around that same
+    SGD, as ``Method``s with keys ``sgd``, ``sam``, ``gnp`` (``methods`` picks and orders them)."""
+    unknown = [m for m in methods if m not in SAM_GNP_NAMES]
+    if unknown or not methods:
+        raise ValueError(f"methods={methods!r}: choose a non-empty subset of {list(SAM_GNP_NAMES)}")
+    sgd = dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
+    build = {
+        "sgd": lambda m: SGD(m.parameters(), **sgd),
+        "sam": lambda m: SAM(m.parameters(), SGD, rho=rho, model=m, **sgd),
+        "gnp": lambda m: GNP(m.parameters(), SGD, alpha=alpha, r=r, model=m, **sgd),
+    }
+    return [Method(SAM_GNP_NAMES[key], key, build[key]) for key in methods]
