@@ -7,8 +7,17 @@ import pytest
 
 from regkit.course import evidence
 from regkit.course.__main__ import main as course_main
-from regkit.course.evidence import (NOT_SHOWN, OPPOSITE, SHOWN, Claim, decide, format_table, package,
-                                    stale_keys, t_interval, t_quantile)
+from regkit.course.evidence import (
+    NOT_SHOWN,
+    OPPOSITE,
+    SHOWN,
+    Claim,
+    decide,
+    format_table,
+    package,
+    stale_keys,
+)
+from regkit.stats import t_interval, t_quantile
 
 
 def test_t_quantile_matches_closed_forms_and_tables():
@@ -167,3 +176,18 @@ def test_markdown_table(tmp_path):
     assert len(text) == 2 + len(evidence.CLAIMS)
     sam = next(line for line in text if "SAM generalizes" in line)
     assert sam.endswith("| opposite |")
+
+
+def test_plot_claims_one_figure_per_packaged_claim(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    packaged_04(tmp_path)
+    figures = evidence.plot_claims("04", tmp_path)
+    assert len(figures) == 2  # SAM and GNP vs SGD; Adam+GR has no packaged values
+    ax = figures[0].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["sam_acc", "sgd_acc"]
+    assert "(shown)" in ax.get_title()
+    _, caps, _ = ax.containers[0]  # the treatment's error bar: mean -+ the t half-width
+    half = t_interval([81.0, 82.0, 81.5]).half_width
+    assert sorted(float(c.get_ydata()[0]) for c in caps) == pytest.approx([81.5 - half, 81.5 + half])
