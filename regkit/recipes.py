@@ -8,6 +8,7 @@ Sources: the project's METHODS.md and the papers' public code, named at each rec
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,7 +17,9 @@ from torch import nn
 from torch.optim import Optimizer
 
 from regkit.experiments import Method
-from regkit.optim import SGD, AdamAdaDecay, AdamAWD, AdamCPR, AdamW, JointNormRescaler
+from regkit.grokking import steps_to
+from regkit.history import History
+from regkit.optim import SGD, AdamAdaDecay, AdamAWD, AdamCPR, AdamW, ConstraintRecorder, JointNormRescaler
 from regkit.param_groups import param_groups
 from regkit.penalties import GNP, SAM, MicroBatchStats, microbatch_grad_fn
 from regkit.references import REFERENCES
@@ -188,3 +191,56 @@ def sam_gnp_methods(*, lr: float, weight_decay: float, rho: float, alpha: float,
         "gnp": lambda m: GNP(m.parameters(), SGD, alpha=alpha, r=r, model=m, **sgd),
     }
     return [Method(SAM_GNP_NAMES[key], key, build[key]) for key in methods]
+
+
+def _decades(low: float, high: float, per_decade: int = 2) -> tuple[float, ...]:
+    """``10**e`` for ``e`` from ``log10(low)`` to ``log10(high)`` in steps of ``1 / per_decade``, 3 digits."""
+    first, last = round(math.log10(low) * per_decade), round(math.log10(high) * per_decade)
+    return tuple(float(f"{10 ** (e / per_decade):.3g}") for e in range(first, last + 1))
+
+
+CPU_DECAY_GRID: dict[str, Any] = {
+    "dataset": "fashion_mnist", "image_size": 14, "train_size": 5000, "model": "small_cnn", "width": 8,
+    "batch_size": 64, "steps": 400, "lr": _decades(3e-3, 1e-1), "adam_l2_wd": _decades(3e-5, 1e-2),
+    "adamw_wd": _decades(1e-3, 3e-1),
+}
+"""Notebook 01's cpu-profile design (evidence/DESIGN.md): Fashion-MNIST pooled to 14x14, 5,000 training
+images, ``small_cnn`` width 8 (BatchNorm: scale-invariant layers, where decay sets the effective lr), batch 64,
+400 steps cosine to 0; half-decade grids of Adam's lr and of each optimizer's wd (torch convention)."""
+
+
+CPU_GROKKING: dict[str, Any] = {
+    "model": "onehot_mlp", "model_kw": {"hidden": 128}, "p": 59, "train_fraction": 0.5, "init_scale": 4.0,
+    "steps": 3000, "lr": 5e-3, "betas": (0.9, 0.99), "warmup": 10, "batch_size": None, "eval_every": 25,
+    "log_points": 40, "stop_at": 0.99, "methods": ("adamw_wd1", "rescale_0.8", "cpr_l2"), "seeds": 3,
+}
+"""Notebook 06's cpu-profile design (evidence/DESIGN.md): the quick profile's one-hot MLP (p = 59, train
+fraction 0.5, 4x initialization) with 3 seeds and up to 3,000 full-batch steps; keyword arguments of
+``regkit.grokking.run`` plus the compared methods and the seed count."""
+
+
+def grokking_delay(history: History, steps: int) -> int:
+    """Steps from 99% training to 99% validation accuracy; a run that never reaches 99% validation counts
+    as reaching it at ``steps`` (a lower bound on its delay)."""
+    train = steps_to(history, "train_acc")
+    if train is None:
+        raise ValueError(f"the run never reached 99% training accuracy in {steps} steps: no grokking delay")
+    val = steps_to(history, "val_acc")
+    return (steps if val is None else val) - train
+
+
+CPU_CPR: dict[str, Any] = {
+    "lr": 0.01, "warmup": 20, "adamw_wd": (0.01, 0.0316, 0.1, 0.316, 1.0), "cpr": ("cpr_ip", "cpr_warm_start"),
+}
+"""Notebook 03's cpu-profile design (evidence/DESIGN.md), on notebook 01's data and model (``CPU_DECAY_GRID``):
+Adam lr and linear warmup, the AdamW weight decays swept, the AdamCPR bounds compared (no decay to tune)."""
+
+
+def max_constraint_violation(recorder: ConstraintRecorder) -> float:
+    """The largest ``R(W) / kappa - 1`` over the recorded steps and tensors once kappa was set (<= 0: every
+    constraint held at every step)."""
+    frame = recorder.frame()
+    frame = frame[frame["kappa"] < math.inf]
+    if frame.empty:
+        raise ValueError("no bound was set during the run (kappa stayed inf): nothing to check")
+    return float((frame["R"] / frame["kappa"] - 1).max())
