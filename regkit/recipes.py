@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim import Optimizer
@@ -19,7 +20,17 @@ from torch.optim import Optimizer
 from regkit.experiments import Method
 from regkit.grokking import steps_to
 from regkit.history import History
-from regkit.optim import SGD, AdamAdaDecay, AdamAWD, AdamCPR, AdamW, ConstraintRecorder, JointNormRescaler
+from regkit.optim import (
+    SGD,
+    SGDP,
+    AdamAdaDecay,
+    AdamAWD,
+    AdamCPR,
+    AdamP,
+    AdamW,
+    ConstraintRecorder,
+    JointNormRescaler,
+)
 from regkit.param_groups import param_groups
 from regkit.penalties import GNP, SAM, MicroBatchStats, microbatch_grad_fn
 from regkit.references import REFERENCES
@@ -167,28 +178,37 @@ Not reproduced here: their global gradient clipping at norm 5 (``config.gradient
 
 CPU_SAM_NOISE: dict[str, Any] = {
     "dataset": "fashion_mnist", "train_size": 5000, "label_noise": 0.4, "hidden": (256, 256), "batch_size": 128,
-    "epochs": 40, "lr": 0.05, "weight_decay": 5e-4, "rho": 0.3, "alpha": 0.8, "r": 0.3,
-    "methods": ("sgd", "sam", "gnp"),
+    "epochs": 40, "lr": 0.05, "weight_decay": {"sgd": 2e-2, "sam": 5e-4, "gnp": 5e-4}, "rho": 0.3, "alpha": 0.8,
+    "r": 0.3, "methods": ("sgd", "sam", "gnp"),
 }
 """Notebook 04's cpu-profile design (evidence/DESIGN.md): 5,000 Fashion-MNIST training images with 40%
 symmetric label noise (fixed per seed; clean test labels), ``mlp`` 256x256, batch 128, 40 epochs of SGD
-momentum 0.9 on a cosine schedule to 0. Plain SGD memorizes the wrong labels; SAM and GNP resist it."""
+momentum 0.9 on a cosine schedule to 0. Plain SGD memorizes the wrong labels; SAM and GNP resist it. Each
+method's weight decay is its best of {5e-4, 5e-3, 2e-2, 5e-2} on a validation split (SGD: 2e-2)."""
 
 SAM_GNP_NAMES = {"sgd": "SGD", "sam": "SAM", "gnp": "GNP"}
 
 
-def sam_gnp_methods(*, lr: float, weight_decay: float, rho: float, alpha: float, r: float, momentum: float = 0.9,
-                    methods: Sequence[str] = ("sgd", "sam", "gnp")) -> list[Method]:
+def sam_gnp_methods(*, lr: float, weight_decay: float | Mapping[str, float], rho: float, alpha: float, r: float,
+                    momentum: float = 0.9, methods: Sequence[str] = ("sgd", "sam", "gnp")) -> list[Method]:
     """SGD (momentum, L2 ``weight_decay``), SAM (radius ``rho``) and GNP (``alpha``, ``r``) around that same
-    SGD, as ``Method``s with keys ``sgd``, ``sam``, ``gnp`` (``methods`` picks and orders them)."""
+    SGD, as ``Method``s with keys ``sgd``, ``sam``, ``gnp`` (``methods`` picks and orders them).
+    ``weight_decay``: one value, or ``{key: value}`` per method."""
     unknown = [m for m in methods if m not in SAM_GNP_NAMES]
     if unknown or not methods:
         raise ValueError(f"methods={methods!r}: choose a non-empty subset of {list(SAM_GNP_NAMES)}")
-    sgd = dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
+    decay = weight_decay if isinstance(weight_decay, Mapping) else dict.fromkeys(methods, weight_decay)
+    missing = [m for m in methods if m not in decay]
+    if missing:
+        raise ValueError(f"weight_decay={weight_decay!r} has no value for {missing}")
+
+    def sgd(key: str) -> dict[str, float]:
+        return dict(lr=lr, momentum=momentum, weight_decay=decay[key])
+
     build = {
-        "sgd": lambda m: SGD(m.parameters(), **sgd),
-        "sam": lambda m: SAM(m.parameters(), SGD, rho=rho, model=m, **sgd),
-        "gnp": lambda m: GNP(m.parameters(), SGD, alpha=alpha, r=r, model=m, **sgd),
+        "sgd": lambda m: SGD(m.parameters(), **sgd("sgd")),
+        "sam": lambda m: SAM(m.parameters(), SGD, rho=rho, model=m, **sgd("sam")),
+        "gnp": lambda m: GNP(m.parameters(), SGD, alpha=alpha, r=r, model=m, **sgd("gnp")),
     }
     return [Method(SAM_GNP_NAMES[key], key, build[key]) for key in methods]
 
@@ -201,12 +221,14 @@ def _decades(low: float, high: float, per_decade: int = 2) -> tuple[float, ...]:
 
 CPU_DECAY_GRID: dict[str, Any] = {
     "dataset": "fashion_mnist", "image_size": 14, "train_size": 5000, "model": "small_cnn", "width": 8,
-    "batch_size": 64, "steps": 400, "lr": _decades(3e-3, 1e-1), "adam_l2_wd": _decades(3e-5, 1e-2),
-    "adamw_wd": _decades(1e-3, 3e-1),
+    "batch_size": 64, "steps": 400, "lr": _decades(3e-3, 1e-1), "adam_l2_wd": _decades(1e-3, 3e-1),
+    "adamw_lr_wd": _decades(1e-4, 3e-2),
 }
 """Notebook 01's cpu-profile design (evidence/DESIGN.md): Fashion-MNIST pooled to 14x14, 5,000 training
 images, ``small_cnn`` width 8 (BatchNorm: scale-invariant layers, where decay sets the effective lr), batch 64,
-400 steps cosine to 0; half-decade grids of Adam's lr and of each optimizer's wd (torch convention)."""
+400 steps cosine to 0. Half-decade grids, each rectangular in its paper's coordinates: Adam + L2 over
+(lr, L2 coefficient ``adam_l2_wd``); AdamW over (lr, ``lr * wd``), the decay per step at the schedule's peak
+(Loshchilov & Hutter's normalized decay: torch's ``weight_decay = adamw_lr_wd / lr``)."""
 
 
 CPU_GROKKING: dict[str, Any] = {
@@ -244,3 +266,25 @@ def max_constraint_violation(recorder: ConstraintRecorder) -> float:
     if frame.empty:
         raise ValueError("no bound was set during the run (kappa stayed inf): nothing to check")
     return float((frame["R"] / frame["kappa"] - 1).max())
+
+
+CPU_NORMS: dict[str, Any] = {"sgd_lr": 0.1, "adam_lr": 3e-3, "weight_decay": 0.0, "steps": 400, "eval_every": 20}
+"""Notebook 02's cpu-profile design (evidence/DESIGN.md), on notebook 01's data and model (``CPU_DECAY_GRID``):
+SGD (Nesterov momentum 0.9) / SGDP and Adam / AdamP without weight decay, evaluated every ``eval_every`` steps."""
+
+
+def norm_methods(*, sgd_lr: float, adam_lr: float, weight_decay: float = 0.0) -> list[Method]:
+    """SGD, SGDP (Nesterov momentum 0.9) and Adam, AdamP with ``weight_decay`` on every parameter; keys ``sgd``,
+    ``sgdp``, ``adam``, ``adamp``."""
+    sgd = dict(lr=sgd_lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    return [Method("SGD", "sgd", lambda m: SGD(m.parameters(), **sgd)),
+            Method("SGDP", "sgdp", lambda m: SGDP(m.parameters(), **sgd)),
+            Method("Adam", "adam", lambda m: AdamW(m.parameters(), lr=adam_lr, weight_decay=weight_decay)),
+            Method("AdamP", "adamp", lambda m: AdamP(m.parameters(), lr=adam_lr, weight_decay=weight_decay))]
+
+
+def scale_invariant_norm(model: nn.Module) -> float:
+    """The joint L2 norm of the weights that feed a normalization layer (every conv/linear weight followed by
+    BatchNorm in ``small_cnn``: those with 4 dimensions)."""
+    return float(torch.linalg.vector_norm(torch.cat([p.detach().flatten() for p in model.parameters()
+                                                     if p.dim() == 4])))

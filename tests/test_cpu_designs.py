@@ -27,6 +27,11 @@ def test_sam_gnp_methods_share_one_sgd():
     assert (gnp.param_groups[0]["gnp_alpha"], gnp.param_groups[0]["gnp_r"]) == (0.8, 0.1)
     assert [m.key for m in sam_gnp_methods(lr=0.1, weight_decay=0, rho=0.1, alpha=0.8, r=0.1,
                                            methods=("gnp", "sgd"))] == ["gnp", "sgd"]
+    per_method = sam_gnp_methods(lr=0.1, weight_decay={"sgd": 2e-2, "sam": 5e-4}, rho=0.1, alpha=0.8, r=0.1,
+                                 methods=("sgd", "sam"))
+    assert [m.optimizer(model).param_groups[0]["weight_decay"] for m in per_method] == [2e-2, 5e-4]
+    with pytest.raises(ValueError, match=r"has no value for \['gnp'\]"):
+        sam_gnp_methods(lr=0.1, weight_decay={"sgd": 0.0}, rho=0.1, alpha=0.8, r=0.1, methods=("sgd", "gnp"))
     with pytest.raises(ValueError, match=r"methods=\('adam',\): choose a non-empty subset of \['sgd', 'sam', 'gnp'\]"):
         sam_gnp_methods(lr=0.1, weight_decay=0, rho=0.1, alpha=0.8, r=0.1, methods=("adam",))
 

@@ -26,7 +26,8 @@ data = downsample(validation_split(load_images("fashion_mnist", verbose=False), 
 makers = {"adam_l2": Adam, "adamw": AdamW}
 for seed in [int(s) for s in sys.argv[1].split(",")]:
     for opt, make in makers.items():
-        cells = [(lr, wd) for lr in cfg["lr"] for wd in cfg[f"{opt}_wd"]]
+        cells = [(lr, wd) for lr in cfg["lr"] for wd in cfg["adam_l2_wd"]] if opt == "adam_l2" else \
+            [(lr, lr_wd / lr) for lr in cfg["lr"] for lr_wd in cfg["adamw_lr_wd"]]
         methods = [Method(f"{opt} {lr:g} {wd:g}", f"{opt}_{i}",
                           lambda m, lr=lr, wd=wd, make=make: make(param_groups(m, wd, verbose=False), lr=lr))
                    for i, (lr, wd) in enumerate(cells)]
