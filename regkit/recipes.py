@@ -252,7 +252,7 @@ def grokking_delay(history: History, steps: int) -> int:
 
 
 CPU_CPR: dict[str, Any] = {
-    "lr": 0.01, "warmup": 20, "adamw_wd": (0.01, 0.0316, 0.1, 0.316, 1.0), "cpr": ("cpr_ip", "cpr_warm_start"),
+    "lr": 0.01, "warmup": 20, "adamw_wd": _decades(1e-2, 3.16), "cpr": ("cpr_ip", "cpr_warm_start"),
 }
 """Notebook 03's cpu-profile design (evidence/DESIGN.md), on notebook 01's data and model (``CPU_DECAY_GRID``):
 Adam lr and linear warmup, the AdamW weight decays swept, the AdamCPR bounds compared (no decay to tune)."""

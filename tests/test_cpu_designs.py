@@ -78,3 +78,17 @@ def test_max_constraint_violation_ignores_steps_before_kappa():
     assert max_constraint_violation(Recorded(frame)) == 0.5
     with pytest.raises(ValueError, match="kappa stayed inf"):
         max_constraint_violation(Recorded(frame.iloc[:1]))
+
+
+def grid_frame(err):
+    lrs, wds = [1e-3, 1e-2, 1e-1], [1e-4, 1e-3, 1e-2, 1e-1]
+    return pd.DataFrame([{"lr": lr, "wd": wd, "err": err(math.log10(lr), math.log10(wd))} for lr in lrs for wd in wds])
+
+
+def test_best_decay_slope():
+    from regkit.experiments import best_decay_slope
+
+    assert best_decay_slope(grid_frame(lambda x, y: (y + 3) ** 2 + x**2)) == pytest.approx(0.0, abs=1e-12)
+    assert best_decay_slope(grid_frame(lambda x, y: (x + y + 4) ** 2)) == pytest.approx(-1.0)  # product matters
+    with pytest.raises(ValueError, match=r"no column\(s\) \['err'\]"):
+        best_decay_slope(grid_frame(lambda x, y: 0.0).rename(columns={"err": "e"}))

@@ -122,7 +122,8 @@ POWER = "Power et al., Grokking, 2022; Franke et al. (CPR) for the CPR variant"
 CLAIMS: tuple[Claim, ...] = (
     Claim("01", "decoupled_separable", "decoupled decay makes the best lr and wd nearly independent (AdamW's good "
           "region is axis-aligned, Adam+L2's diagonal)", LOSHCHILOV,
-          "|slope| of log best wd vs log lr (validation-mean grid)", "adamw_abs_slope", "adam_l2_abs_slope", -1),
+          "|slope| of log10 best decay vs log10 lr (Adam+L2: L2 coefficient; AdamW: lr*wd)", "adamw_abs_slope",
+          "adam_l2_abs_slope", -1),
     Claim("01", "adamw_best_cell", "AdamW's best (lr, wd) cell is at least as good as Adam+L2's", LOSHCHILOV,
           "best-cell test error (%)", "adamw_best_err", "adam_l2_best_err", -1, margin=0.25),
     Claim("02", "norm_held", "momentum inflates the norm of scale-invariant weights; AdamP holds it", HEO,
