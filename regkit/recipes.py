@@ -268,9 +268,11 @@ def max_constraint_violation(recorder: ConstraintRecorder) -> float:
     return float((frame["R"] / frame["kappa"] - 1).max())
 
 
-CPU_NORMS: dict[str, Any] = {"sgd_lr": 0.1, "adam_lr": 3e-3, "weight_decay": 0.0, "steps": 400, "eval_every": 20}
+CPU_NORMS: dict[str, Any] = {"sgd_lr": 0.1, "adam_lr": 3e-3, "weight_decay": 0.0, "steps": 400, "eval_every": 20,
+                             "target_acc": 82.0}
 """Notebook 02's cpu-profile design (evidence/DESIGN.md), on notebook 01's data and model (``CPU_DECAY_GRID``):
-SGD (Nesterov momentum 0.9) / SGDP and Adam / AdamP without weight decay, evaluated every ``eval_every`` steps."""
+SGD (Nesterov momentum 0.9) / SGDP and Adam / AdamP without weight decay, evaluated every ``eval_every`` steps;
+speed = the first evaluated step with ``target_acc`` (%) accuracy (``regkit.grokking.steps_to``)."""
 
 
 def norm_methods(*, sgd_lr: float, adam_lr: float, weight_decay: float = 0.0) -> list[Method]:
@@ -288,3 +290,36 @@ def scale_invariant_norm(model: nn.Module) -> float:
     BatchNorm in ``small_cnn``: those with 4 dimensions)."""
     return float(torch.linalg.vector_norm(torch.cat([p.detach().flatten() for p in model.parameters()
                                                      if p.dim() == 4])))
+
+
+CPU_GR: dict[str, Any] = {
+    "train_size": 5000, "vit_kwargs": {"dim": 64, "depth": 2, "heads": 2, "mlp_ratio": 2, "patch": 7},
+    "batch_size": 32, "steps": 1500, "warmup": 150, "lr": 1e-3, "weight_decay": 0.3, "r": 0.1,
+    "methods": ("adam", "adam_gr", "adam_gr_zero_warmup"),
+}
+"""Notebook 04's Adam+GR cpu-profile design (evidence/DESIGN.md): the quick profile's 2-layer ViT (dim 64,
+4x4 patches of 7x7) on 5,000 Fashion-MNIST images, AdamW lr 1e-3 wd 0.3 with a linear lr warmup then cosine
+to 0, gradient regularization GR = GNP(alpha=1, r) from step 0 or with the zero-warmup schedule."""
+
+GR_NAMES = {"adam": "Adam", "adam_gr": "Adam+GR", "adam_gr_lambda_warmup": "Adam+GR lambda-warmup",
+            "adam_gr_r_warmup": "Adam+GR r-warmup", "adam_gr_zero_warmup": "Adam+GR zero-warmup"}
+
+
+def gr_methods(*, lr: float, weight_decay: float, r: float, warmup: int,
+               methods: Sequence[str] = tuple(GR_NAMES)) -> list[Method]:
+    """AdamW and AdamW + gradient regularization (``GNP(alpha=1, r)``, Zhao et al. 2024) without a GR warmup
+    or with the lambda-, r- or zero-warmup over ``warmup`` steps; keys as in ``GR_NAMES``."""
+    unknown = [m for m in methods if m not in GR_NAMES]
+    if unknown or not methods:
+        raise ValueError(f"methods={methods!r}: choose a non-empty subset of {list(GR_NAMES)}")
+    adamw = dict(lr=lr, weight_decay=weight_decay)
+
+    def build(key: str) -> Callable[[nn.Module], Optimizer]:
+        if key == "adam":
+            return lambda m: AdamW(m.parameters(), **adamw)
+        schedule = None if key == "adam_gr" else key.removeprefix("adam_gr_").removesuffix("_warmup")
+        steps = None if schedule is None else warmup
+        return lambda m: GNP(m.parameters(), AdamW, alpha=1.0, r=r, warmup=schedule, warmup_steps=steps, model=m,
+                             **adamw)
+
+    return [Method(GR_NAMES[key], key, build(key)) for key in methods]
