@@ -92,3 +92,34 @@ def test_best_decay_slope():
     assert best_decay_slope(grid_frame(lambda x, y: (x + y + 4) ** 2)) == pytest.approx(-1.0)  # product matters
     with pytest.raises(ValueError, match=r"no column\(s\) \['err'\]"):
         best_decay_slope(grid_frame(lambda x, y: 0.0).rename(columns={"err": "e"}))
+
+
+def test_gr_methods_warmup_schedules():
+    from regkit.recipes import gr_methods
+
+    model = torch.nn.Linear(3, 2)
+    built = {m.key: m.optimizer(model) for m in gr_methods(lr=1e-3, weight_decay=0.3, r=0.1, warmup=150)}
+    assert type(built["adam"]).__name__ == "AdamW"
+    assert (built["adam_gr"].warmup, built["adam_gr"].warmup_steps) == (None, None)
+    for schedule in ("lambda", "r", "zero"):
+        gnp = built[f"adam_gr_{schedule}_warmup"]
+        assert (gnp.warmup, gnp.warmup_steps, gnp.param_groups[0]["gnp_alpha"]) == (schedule, 150, 1.0)
+    with pytest.raises(ValueError, match="choose a non-empty subset of"):
+        gr_methods(lr=1e-3, weight_decay=0.3, r=0.1, warmup=150, methods=())
+
+
+def test_norm_methods_and_scale_invariant_norm():
+    from regkit.models import build_model
+    from regkit.optim import SGDP, AdamP
+    from regkit.recipes import norm_methods, scale_invariant_norm
+
+    net = build_model("small_cnn", 10, 1, 14, width=4)
+    kinds = {m.key: type(m.optimizer(net)) for m in norm_methods(sgd_lr=0.1, adam_lr=3e-3)}
+    assert kinds["sgdp"] is SGDP and kinds["adamp"] is AdamP and kinds["sgd"] is SGD
+    convs = [p for p in net.parameters() if p.dim() == 4]
+    expected = math.sqrt(sum(float(p.pow(2).sum()) for p in convs))
+    assert scale_invariant_norm(net) == pytest.approx(expected, rel=1e-6)
+    with torch.no_grad():
+        for p in convs:
+            p.mul_(2)
+    assert scale_invariant_norm(net) == pytest.approx(2 * expected, rel=1e-6)
