@@ -117,7 +117,7 @@ def test_norm_methods_and_scale_invariant_norm():
     kinds = {m.key: type(m.optimizer(net)) for m in norm_methods(sgd_lr=0.1, adam_lr=3e-3)}
     assert kinds["sgdp"] is SGDP and kinds["adamp"] is AdamP and kinds["sgd"] is SGD
     convs = [p for p in net.parameters() if p.dim() == 4]
-    expected = math.sqrt(sum(float(p.pow(2).sum()) for p in convs))
+    expected = math.sqrt(sum(float(p.detach().pow(2).sum()) for p in convs))
     assert scale_invariant_norm(net) == pytest.approx(expected, rel=1e-6)
     with torch.no_grad():
         for p in convs:
