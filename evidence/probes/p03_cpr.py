@@ -29,7 +29,8 @@ data = downsample(validation_split(load_images("fashion_mnist", verbose=False), 
 lr = cfg["lr"]
 methods = [Method(f"AdamW wd {wd:g}", f"adamw_{wd:g}",
                   lambda m, wd=wd: AdamW(param_groups(m, wd, verbose=False), lr=lr)) for wd in cfg["adamw_wd"]]
-methods += [m for m in cpr_methods(lr=lr, warmup=cfg["warmup"], betas=(0.9, 0.999)) if m.key in cfg["cpr"]]
+methods += [m for m in cpr_methods(lr=lr, warmup=cfg["warmup"], betas=(0.9, 0.999),
+                                   reg_step_size=int(cfg["reg_step_size"])) if m.key in cfg["cpr"]]
 for seed in [int(s) for s in sys.argv[1].split(",")]:
     runs = run_methods(methods, data, lambda: build_model("small_cnn", 10, 1, 14, width=grid["width"]),
                        steps=grid["steps"], seeds=[seed], batch_size=grid["batch_size"], augment=False,
@@ -37,6 +38,9 @@ for seed in [int(s) for s in sys.argv[1].split(",")]:
                        scheduler=lambda o, n: warmup_cosine(o, cfg["warmup"], n, final_fraction=0.0),
                        attach=lambda net, opt: ConstraintRecorder(opt) if isinstance(opt, AdamCPR) else None)
     for run in runs:
-        extra = "" if run.attached is None else f" max R/kappa-1 {max_constraint_violation(run.attached):.2e}"
+        try:
+            extra = "" if run.attached is None else f" max R/kappa-1 {max_constraint_violation(run.attached):.2e}"
+        except ValueError as e:
+            extra = f" ({e})"
         print(f"seed {seed} lr {lr:g} {run.method.name:28s} val {run.accuracy():.2f}{extra} "
               f"{run.history.meta['train_time_s']:.1f} s", flush=True)

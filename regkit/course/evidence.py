@@ -243,6 +243,8 @@ def stale_keys(packaged: Mapping[str, Any], current: Mapping[str, Any]) -> list[
 
 @dataclass(frozen=True)
 class Row:
+    """A line of the claim table: the verdict and the settings keys that changed since the result was packaged."""
+
     verdict: Verdict
     stale: list[str]
 
