@@ -253,12 +253,13 @@ def grokking_delay(history: History, steps: int) -> int:
 
 CPU_CPR: dict[str, Any] = {
     "lr": 0.01, "warmup": 20, "adamw_wd": _decades(1e-2, 3.16), "cpr": ("cpr_ip", "cpr_warm_start"),
-    "reg_step_size": 20,
+    "reg_step_size": 20, "adamw_best_wd": 0.316, "claimed_cpr": "cpr_warm_start",
 }
 """Notebook 03's cpu-profile design (evidence/DESIGN.md), on notebook 01's data and model (``CPU_DECAY_GRID``):
 Adam lr and linear warmup, the AdamW weight decays swept, the AdamCPR bounds compared (no decay to tune), the
 inflection-point rule's ``reg_step_size`` scaled to the 400-step run (pytorch-cpr's 200 is for 20k steps: the
-rule looks at ages > 3 ``reg_step_size`` only, so 200 would never set a bound here)."""
+rule looks at ages > 3 ``reg_step_size`` only, so 200 would never set a bound here). ``adamw_best_wd`` and
+``claimed_cpr``: the AdamW decay and the AdamCPR bound best on the validation split, the two sides of the claim."""
 
 
 def max_constraint_violation(recorder: ConstraintRecorder) -> float:
