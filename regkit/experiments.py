@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -257,3 +258,17 @@ def record_comparison(table: pd.DataFrame, *, prefix: str, reproduction: bool, *
                compute=row["steps x batch"], device=row["device"], **meta)
         used[name] = key
     return used
+
+
+def best_decay_slope(grid: pd.DataFrame, *, lr: str = "lr", decay: str = "wd", value: str = "err") -> float:
+    """Least-squares slope of ``log10(best decay)`` against ``log10(lr)`` over a (lr, decay) grid of ``value``
+    (lower is better; one row per cell): 0 when the best decay does not depend on the lr (an axis-aligned good
+    region, Loshchilov & Hutter's separability), -1 when only the product ``lr * decay`` matters."""
+    missing = [c for c in (lr, decay, value) if c not in grid]
+    if missing:
+        raise ValueError(f"grid has no column(s) {missing}; it has {list(grid.columns)}")
+    best = grid.loc[grid.groupby(lr)[value].idxmin(), [lr, decay]]
+    if len(best) < 2:
+        raise ValueError(f"the grid needs at least two learning rates for a slope, got {len(best)}")
+    x, y = np.log10(best[lr].to_numpy(float)), np.log10(best[decay].to_numpy(float))
+    return float(np.polyfit(x, y, 1)[0])

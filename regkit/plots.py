@@ -144,3 +144,28 @@ def mean_lines(data: pd.DataFrame, x: str, y: str, *, std: str | None = None, hu
     if hue is not None:
         ax.legend()
     return fig, ax
+
+
+def plot_intervals(values: Mapping[str, Sequence[float]], *, title: str = "", ylabel: str = "",
+                   ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """One column per method: every seed's value (dots), the mean and its 95% Student-t interval (bar).
+
+    ``values``: ``{method: per-seed values}``; one seed gives the dot and the mean without an interval.
+    Returns ``(figure, axes)``.
+    """
+    from regkit.stats import t_interval
+
+    if not values or not all(len(v) for v in values.values()):
+        raise ValueError("plot_intervals needs at least one method, each with at least one value")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(values), 3.2), layout="constrained")
+    colors = sns.color_palette(PALETTE, len(values))
+    for i, seeds in enumerate(values.values()):
+        interval = t_interval(seeds)
+        ax.scatter(np.full(len(seeds), i) + np.linspace(-0.12, 0.12, len(seeds)), seeds, s=14, alpha=0.5,
+                   color=colors[i])
+        yerr = None if np.isnan(interval.half_width) else interval.half_width
+        ax.errorbar(i, interval.mean, yerr=yerr, fmt="o", color=colors[i], capsize=6, markersize=7)
+    ax.set_xticks(range(len(values)), list(values))
+    ax.set(title=title, ylabel=ylabel, xlim=(-0.6, len(values) - 0.4))
+    return ax.figure, ax

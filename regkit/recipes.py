@@ -8,17 +8,31 @@ Sources: the project's METHODS.md and the papers' public code, named at each rec
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim import Optimizer
 
 from regkit.experiments import Method
-from regkit.optim import SGD, AdamAdaDecay, AdamAWD, AdamCPR, AdamW, JointNormRescaler
+from regkit.grokking import steps_to
+from regkit.history import History
+from regkit.optim import (
+    SGD,
+    SGDP,
+    AdamAdaDecay,
+    AdamAWD,
+    AdamCPR,
+    AdamP,
+    AdamW,
+    ConstraintRecorder,
+    JointNormRescaler,
+)
 from regkit.param_groups import param_groups
-from regkit.penalties import MicroBatchStats, microbatch_grad_fn
+from regkit.penalties import GNP, SAM, MicroBatchStats, microbatch_grad_fn
 from regkit.references import REFERENCES
 
 # --- Franke et al., Constrained Parameter Regularization (NeurIPS 2024): CIFAR-100 ResNet-18 ---------------
@@ -168,3 +182,156 @@ epochs, SGD with Nesterov momentum 0.9, lr 0.1 on a cosine schedule without warm
 loss on every parameter (biases and BatchNorm included: ``weight_decay`` of ``SGD``), crop+flip,
 ``r = 0.1``, ``alpha = 0.8``. Not reproduced here: their global gradient clipping at norm 5
 (``config.gradient_clipping``)."""
+
+
+CPU_SAM_NOISE: dict[str, Any] = {
+    "dataset": "fashion_mnist", "train_size": 5000, "label_noise": 0.4, "hidden": (256, 256), "batch_size": 128,
+    "epochs": 40, "lr": 0.05, "weight_decay": {"sgd": 2e-2, "sam": 5e-4, "gnp": 5e-4}, "rho": 0.3, "alpha": 0.8,
+    "r": 0.3, "methods": ("sgd", "sam", "gnp"),
+}
+"""Notebook 04's cpu-profile design (evidence/DESIGN.md): 5,000 Fashion-MNIST training images with 40%
+symmetric label noise (fixed per seed; clean test labels), ``mlp`` 256x256, batch 128, 40 epochs of SGD
+momentum 0.9 on a cosine schedule to 0. Plain SGD memorizes the wrong labels; SAM and GNP resist it. Each
+method's weight decay is its best of {5e-4, 5e-3, 2e-2, 5e-2} on a validation split (SGD: 2e-2)."""
+
+SAM_GNP_NAMES = {"sgd": "SGD", "sam": "SAM", "gnp": "GNP"}
+
+
+def sam_gnp_methods(*, lr: float, weight_decay: float | Mapping[str, float], rho: float, alpha: float, r: float,
+                    momentum: float = 0.9, methods: Sequence[str] = ("sgd", "sam", "gnp")) -> list[Method]:
+    """SGD (momentum, L2 ``weight_decay``), SAM (radius ``rho``) and GNP (``alpha``, ``r``) around that same
+    SGD, as ``Method``s with keys ``sgd``, ``sam``, ``gnp`` (``methods`` picks and orders them).
+    ``weight_decay``: one value, or ``{key: value}`` per method."""
+    unknown = [m for m in methods if m not in SAM_GNP_NAMES]
+    if unknown or not methods:
+        raise ValueError(f"methods={methods!r}: choose a non-empty subset of {list(SAM_GNP_NAMES)}")
+    decay = weight_decay if isinstance(weight_decay, Mapping) else dict.fromkeys(methods, weight_decay)
+    missing = [m for m in methods if m not in decay]
+    if missing:
+        raise ValueError(f"weight_decay={weight_decay!r} has no value for {missing}")
+
+    def sgd(key: str) -> dict[str, float]:
+        return dict(lr=lr, momentum=momentum, weight_decay=decay[key])
+
+    build = {
+        "sgd": lambda m: SGD(m.parameters(), **sgd("sgd")),
+        "sam": lambda m: SAM(m.parameters(), SGD, rho=rho, model=m, **sgd("sam")),
+        "gnp": lambda m: GNP(m.parameters(), SGD, alpha=alpha, r=r, model=m, **sgd("gnp")),
+    }
+    return [Method(SAM_GNP_NAMES[key], key, build[key]) for key in methods]
+
+
+def _decades(low: float, high: float, per_decade: int = 2) -> tuple[float, ...]:
+    """``10**e`` for ``e`` from ``log10(low)`` to ``log10(high)`` in steps of ``1 / per_decade``, 3 digits."""
+    first, last = round(math.log10(low) * per_decade), round(math.log10(high) * per_decade)
+    return tuple(float(f"{10 ** (e / per_decade):.3g}") for e in range(first, last + 1))
+
+
+CPU_DECAY_GRID: dict[str, Any] = {
+    "dataset": "fashion_mnist", "image_size": 14, "train_size": 5000, "model": "small_cnn", "width": 8,
+    "batch_size": 64, "steps": 400, "lr": _decades(3e-3, 1e-1), "adam_l2_wd": _decades(1e-3, 3e-1),
+    "adamw_lr_wd": _decades(1e-4, 3e-2),
+}
+"""Notebook 01's cpu-profile design (evidence/DESIGN.md): Fashion-MNIST pooled to 14x14, 5,000 training
+images, ``small_cnn`` width 8 (BatchNorm: scale-invariant layers, where decay sets the effective lr), batch 64,
+400 steps cosine to 0. Half-decade grids, each rectangular in its paper's coordinates: Adam + L2 over
+(lr, L2 coefficient ``adam_l2_wd``); AdamW over (lr, ``lr * wd``), the decay per step at the schedule's peak
+(Loshchilov & Hutter's normalized decay: torch's ``weight_decay = adamw_lr_wd / lr``)."""
+
+
+CPU_GROKKING: dict[str, Any] = {
+    "model": "onehot_mlp", "model_kw": {"hidden": 128}, "p": 59, "train_fraction": 0.5, "init_scale": 4.0,
+    "steps": 3000, "lr": 5e-3, "betas": (0.9, 0.99), "warmup": 10, "batch_size": None, "eval_every": 25,
+    "log_points": 40, "stop_at": 0.99, "methods": ("adamw_wd1", "rescale_0.8", "cpr_l2"), "seeds": 3,
+}
+"""Notebook 06's cpu-profile design (evidence/DESIGN.md): the quick profile's one-hot MLP (p = 59, train
+fraction 0.5, 4x initialization) with 3 seeds and up to 3,000 full-batch steps; keyword arguments of
+``regkit.grokking.run`` plus the compared methods and the seed count."""
+
+
+def grokking_delay(history: History, steps: int) -> int:
+    """Steps from 99% training to 99% validation accuracy; a run that never reaches 99% validation counts
+    as reaching it at ``steps`` (a lower bound on its delay)."""
+    train = steps_to(history, "train_acc")
+    if train is None:
+        raise ValueError(f"the run never reached 99% training accuracy in {steps} steps: no grokking delay")
+    val = steps_to(history, "val_acc")
+    return (steps if val is None else val) - train
+
+
+CPU_CPR: dict[str, Any] = {
+    "lr": 0.01, "warmup": 20, "adamw_wd": _decades(1e-2, 3.16), "cpr": ("cpr_ip", "cpr_warm_start"),
+    "reg_step_size": 20, "adamw_best_wd": 0.316, "claimed_cpr": "cpr_warm_start",
+}
+"""Notebook 03's cpu-profile design (evidence/DESIGN.md), on notebook 01's data and model (``CPU_DECAY_GRID``):
+Adam lr and linear warmup, the AdamW weight decays swept, the AdamCPR bounds compared (no decay to tune), the
+inflection-point rule's ``reg_step_size`` scaled to the 400-step run (pytorch-cpr's 200 is for 20k steps: the
+rule looks at ages > 3 ``reg_step_size`` only, so 200 would never set a bound here). ``adamw_best_wd`` and
+``claimed_cpr``: the AdamW decay and the AdamCPR bound best on the validation split, the two sides of the claim."""
+
+
+def max_constraint_violation(recorder: ConstraintRecorder) -> float:
+    """The largest ``R(W) / kappa - 1`` over the recorded steps and tensors once kappa was set (<= 0: every
+    constraint held at every step)."""
+    frame = recorder.frame()
+    frame = frame[frame["kappa"] < math.inf]
+    if frame.empty:
+        raise ValueError("no bound was set during the run (kappa stayed inf): nothing to check")
+    return float((frame["R"] / frame["kappa"] - 1).max())
+
+
+CPU_NORMS: dict[str, Any] = {"sgd_lr": 0.1, "adam_lr": 3e-3, "weight_decay": 0.0, "steps": 400, "eval_every": 20,
+                             "target_acc": 82.0}
+"""Notebook 02's cpu-profile design (evidence/DESIGN.md), on notebook 01's data and model (``CPU_DECAY_GRID``):
+SGD (Nesterov momentum 0.9) / SGDP and Adam / AdamP without weight decay, evaluated every ``eval_every`` steps;
+speed = the first evaluated step with ``target_acc`` (%) accuracy (``regkit.grokking.steps_to``)."""
+
+
+def norm_methods(*, sgd_lr: float, adam_lr: float, weight_decay: float = 0.0) -> list[Method]:
+    """SGD, SGDP (Nesterov momentum 0.9) and Adam, AdamP with ``weight_decay`` on every parameter; keys ``sgd``,
+    ``sgdp``, ``adam``, ``adamp``."""
+    sgd = dict(lr=sgd_lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    return [Method("SGD", "sgd", lambda m: SGD(m.parameters(), **sgd)),
+            Method("SGDP", "sgdp", lambda m: SGDP(m.parameters(), **sgd)),
+            Method("Adam", "adam", lambda m: AdamW(m.parameters(), lr=adam_lr, weight_decay=weight_decay)),
+            Method("AdamP", "adamp", lambda m: AdamP(m.parameters(), lr=adam_lr, weight_decay=weight_decay))]
+
+
+def scale_invariant_norm(model: nn.Module) -> float:
+    """The joint L2 norm of the weights that feed a normalization layer (every conv/linear weight followed by
+    BatchNorm in ``small_cnn``: those with 4 dimensions)."""
+    return float(torch.linalg.vector_norm(torch.cat([p.detach().flatten() for p in model.parameters()
+                                                     if p.dim() == 4])))
+
+
+CPU_GR: dict[str, Any] = {
+    "train_size": 5000, "vit_kwargs": {"dim": 64, "depth": 2, "heads": 2, "mlp_ratio": 2, "patch": 7},
+    "batch_size": 32, "steps": 1500, "warmup": 150, "lr": 1e-3, "weight_decay": 0.3, "r": 0.1,
+    "methods": ("adam", "adam_gr", "adam_gr_zero_warmup"),
+}
+"""Notebook 04's Adam+GR cpu-profile design (evidence/DESIGN.md): the quick profile's 2-layer ViT (dim 64,
+4x4 patches of 7x7) on 5,000 Fashion-MNIST images, AdamW lr 1e-3 wd 0.3 with a linear lr warmup then cosine
+to 0, gradient regularization GR = GNP(alpha=1, r) from step 0 or with the zero-warmup schedule."""
+
+GR_NAMES = {"adam": "Adam", "adam_gr": "Adam+GR", "adam_gr_lambda_warmup": "Adam+GR lambda-warmup",
+            "adam_gr_r_warmup": "Adam+GR r-warmup", "adam_gr_zero_warmup": "Adam+GR zero-warmup"}
+
+
+def gr_methods(*, lr: float, weight_decay: float, r: float, warmup: int,
+               methods: Sequence[str] = tuple(GR_NAMES)) -> list[Method]:
+    """AdamW and AdamW + gradient regularization (``GNP(alpha=1, r)``, Zhao et al. 2024) without a GR warmup
+    or with the lambda-, r- or zero-warmup over ``warmup`` steps; keys as in ``GR_NAMES``."""
+    unknown = [m for m in methods if m not in GR_NAMES]
+    if unknown or not methods:
+        raise ValueError(f"methods={methods!r}: choose a non-empty subset of {list(GR_NAMES)}")
+    adamw = dict(lr=lr, weight_decay=weight_decay)
+
+    def build(key: str) -> Callable[[nn.Module], Optimizer]:
+        if key == "adam":
+            return lambda m: AdamW(m.parameters(), **adamw)
+        schedule = None if key == "adam_gr" else key.removeprefix("adam_gr_").removesuffix("_warmup")
+        steps = None if schedule is None else warmup
+        return lambda m: GNP(m.parameters(), AdamW, alpha=1.0, r=r, warmup=schedule, warmup_steps=steps, model=m,
+                             **adamw)
+
+    return [Method(GR_NAMES[key], key, build(key)) for key in methods]

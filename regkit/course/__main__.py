@@ -1,4 +1,5 @@
-"""``python -m regkit.course {run,sweep,list}``: run the course's notebooks, sweep one over a grid, list them."""
+"""``python -m regkit.course {run,sweep,list,evidence}``: run the course's notebooks, sweep one over a grid,
+list them, print the claim table of the packaged cpu-profile evidence."""
 
 from __future__ import annotations
 
@@ -62,6 +63,11 @@ def parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="show the notebooks and their parameters")
     listing.add_argument("--only", action="append", metavar="NB")
     listing.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), metavar="DIR")
+
+    evidence = commands.add_parser(
+        "evidence", help="print each claim's verdict from the packaged cpu-profile results; exit 1 if one is stale")
+    evidence.add_argument("--markdown", action="store_true", help="a Markdown table (for the README)")
+    evidence.add_argument("--dir", metavar="DIR", help="folder of the NN.json results (default evidence/)")
     return root
 
 
@@ -117,6 +123,10 @@ def command(args: argparse.Namespace) -> int:
             return 0
         if args.command == "sweep":
             return sweep_main(args)
+        if args.command == "evidence":
+            from regkit.course.evidence import main as evidence_main
+
+            return evidence_main(args.markdown, args.dir)
         if args.log_output:
             logging.basicConfig(level=logging.INFO, format="%(message)s")
         run = run_course(
