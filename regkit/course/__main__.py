@@ -1,4 +1,5 @@
-"""``python -m regkit.course {run,sweep,list}``: run the course's notebooks, sweep one over a grid, list them."""
+"""``python -m regkit.course {run,sweep,list,solutions,build,book}``: run the course's notebooks, sweep one
+over a grid, list them; run the exercises' reference solutions, write teacher copies, build the offline book."""
 
 from __future__ import annotations
 
