@@ -111,7 +111,7 @@ def _index(run_dir: Path, pages: list[tuple[str, str]]) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8"><title>regkit course</title>'
             f"<style>{INDEX_STYLE}</style></head>\n<body>\n<h1>regkit: the course</h1>\n"
             f"<p>Executed notebooks of <code>{html.escape(str(run_dir))}</code>.</p>\n"
-            f"<h2>Course map</h2>\n<ol start=\"0\">\n{items}\n</ol>\n<h2>Summary of the run</h2>\n{table}\n"
+            f"<h2>Course map</h2>\n<ul>\n{items}\n</ul>\n<h2>Summary of the run</h2>\n{table}\n"
             "</body>\n</html>\n")
 
 
