@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= quick
 STAMP := $(VENV)/.installed
 
-.PHONY: setup course test lab bench gpu-check gpu-wheels lint strip clean
+.PHONY: setup course test lab bench gpu-check gpu-wheels lint strip clean book
 
 setup: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): requirements.txt pyproject.toml
 
 course: $(STAMP)
 	$(PY) -m regkit.course run --profile $(PROFILE)
+
+# The offline book (README "Self-paced") from the executed notebooks of runs/$(PROFILE) (run `make course` first).
+book: $(STAMP)
+	$(PY) -m regkit.course book --run runs/$(PROFILE)
 
 test: $(STAMP)
 	$(PY) -m pytest

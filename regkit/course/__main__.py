@@ -1,5 +1,6 @@
-"""``python -m regkit.course {run,sweep,list,evidence}``: run the course's notebooks, sweep one over a grid,
-list them, print the claim table of the packaged cpu-profile evidence."""
+"""``python -m regkit.course {run,sweep,list,evidence,solutions,build,book}``: run the course's notebooks, sweep
+one over a grid, list them, print the claim table of the packaged cpu-profile evidence; run the exercises'
+reference solutions, write teacher copies, build the offline book."""
 
 from __future__ import annotations
 
@@ -60,6 +61,17 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--cell-timeout", type=float, metavar="SECONDS",
                        help="per-cell limit in seconds (rounded up), 0 for none")
 
+    solutions = commands.add_parser(
+        "solutions", help="run every reference solution through its exercise's check (exit 1 on a failure)")
+    solutions.add_argument("--only", action="append", metavar="NN", help="notebook number, repeatable")
+    build = commands.add_parser("build", help="write teacher copies of the notebooks, solutions filled in")
+    build.add_argument("--solutions", required=True, metavar="OUT", help="output folder for the teacher copies")
+    build.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), metavar="DIR", help="notebook directory")
+    book = commands.add_parser("book", help="turn a run folder's executed notebooks into a static HTML site")
+    book.add_argument("--run", default=str(RUNS_DIR / "quick"), metavar="DIR",
+                      help=f"run folder of `run` (default {RUNS_DIR}/quick)")
+    book.add_argument("--out", metavar="DIR", help="site folder (default: RUN/book)")
+
     listing = commands.add_parser("list", help="show the notebooks and their parameters")
     listing.add_argument("--only", action="append", metavar="NB")
     listing.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), metavar="DIR")
@@ -110,6 +122,35 @@ def sweep_main(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def self_paced_main(args: argparse.Namespace) -> int:
+    """The ``solutions``, ``build`` and ``book`` commands (``regkit.course.solutions``, ``regkit.course.book``)."""
+    try:
+        return self_paced_command(args)
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def self_paced_command(args: argparse.Namespace) -> int:
+    from regkit.course import solutions
+
+    if args.command == "solutions":
+        outcomes = solutions.run_solutions(args.only)
+        for o in outcomes:
+            print(f"{o.exercise_id}  {'passed' if o.passed else 'FAILED'}  {o.seconds:.1f} s  {o.error}".rstrip())
+        print(f"{len(outcomes)} exercises, {sum(o.passed for o in outcomes)} passed")
+        return 0 if outcomes and all(o.passed for o in outcomes) else 1
+    if args.command == "build":
+        written = solutions.write_teacher_copies(args.notebooks, args.solutions)
+        print(f"{len(written)} teacher copies in {args.solutions}")
+        return 0
+    from regkit.course.book import build_book
+
+    index = build_book(args.run, args.out)
+    print(f"book: {index}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     with stop_on_signals():
@@ -127,6 +168,8 @@ def command(args: argparse.Namespace) -> int:
             from regkit.course.evidence import main as evidence_main
 
             return evidence_main(args.markdown, args.dir)
+        if args.command in ("solutions", "build", "book"):
+            return self_paced_main(args)
         if args.log_output:
             logging.basicConfig(level=logging.INFO, format="%(message)s")
         run = run_course(
