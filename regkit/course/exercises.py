@@ -79,6 +79,11 @@ def _equilibrium_norm(lr: float = 0.01, wd: float = 1.0, d: int = 1000) -> float
     return math.sqrt(lr**2 * d / (1 - (1 - lr * wd) ** 2))
 
 
+def _time_to_equilibrium() -> float:
+    """``t90 * lr * wd`` of the random walk: E||w_t||^2 = a (1 - (1 - lr wd)^(2t)), 90% of the norm at 81% of a."""
+    return math.log(1 / 0.19) / 2
+
+
 def _sam_step(lr: float = 0.1, rho: float = 0.05) -> np.ndarray:
     a, theta = np.array([1.0, 2.0, 3.0]), np.ones(3)
     g = a * theta
@@ -121,6 +126,9 @@ EXERCISES = {e.id: e for e in (
     Exercise("08.1", "a float: the L2 coefficient for SGD + L2",
              close_to(lambda: (1 - 0.9) * 0.5, rtol=1e-3),
              "SGD + L2 settles at h c / (h + wd) whatever the momentum; read where SGDW settles"),
+    Exercise("09.3", "a float: the mean over the runs of t90 * lr * weight_decay",
+             close_to(_time_to_equilibrium, rtol=0.1),
+             "average the step counts of several runs; E||w_t||^2 approaches its limit like 1 - (1 - lr wd)^(2t)"),
 )}
 
 
