@@ -6,7 +6,8 @@ import argparse
 import logging
 import sys
 
-from regkit.course.notebook import CourseError, discover, select
+from regkit.course.listing import list_notebooks
+from regkit.course.notebook import CourseError
 from regkit.course.profiles import PROFILES
 from regkit.course.runner import DEFAULT_CELL_TIMEOUT_S, NOTEBOOKS_DIR, RUNS_DIR, run_course
 from regkit.course.sweep import BACKENDS, SWEEPS_DIR, run_sweep
@@ -36,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("notebook", metavar="NOTEBOOK", help="notebook number or name, or a path to a .ipynb file")
     sweep.add_argument("--grid", nargs="+", action="extend", default=[], metavar="NAME=V1,V2",
                        help="swept parameters, e.g. --grid lr=1e-3,3e-3 weight_decay=0,0.1 (all combinations)")
-    sweep.add_argument("--seeds", type=int, metavar="N", help="run every combination with seed = 0 .. N-1")
+    sweep.add_argument("--seeds", type=int, metavar="N", help="run every combination with seeds = [0] .. [N-1] (seed = 0 .. N-1 where a notebook has seed)")
     sweep.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                        help="a fixed parameter of every run")
     sweep.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)} (default quick)")
@@ -60,18 +61,6 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--only", action="append", metavar="NB")
     listing.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), metavar="DIR")
     return root
-
-
-def list_notebooks(notebooks_dir: str, only: list[str] | None) -> None:
-    selected = select(discover(notebooks_dir), only)
-    if not selected:
-        print(f"no notebooks NN_topic.ipynb in {notebooks_dir}")
-    for nb in selected:
-        print(nb.name)
-        for p in nb.parameters().values():
-            kind = p.kind.__name__ if p.kind else "profile's value"
-            line = f"    {p.name} = {p.default!r}  ({kind})"
-            print(line + (f"  # {p.help}" if p.help else ""))
 
 
 def sweep_main(args: argparse.Namespace) -> int:
