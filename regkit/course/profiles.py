@@ -32,13 +32,19 @@ PROFILES = tuple(PROFILE_ROWS)
 class Settings(Mapping):
     """Read-only settings with attribute access (``cfg.steps``) and mapping access (``dict(cfg)``)."""
 
-    def __init__(self, profile: str, values: Mapping[str, Any]):
+    def __init__(self, profile: str, values: Mapping[str, Any], overridden: tuple[str, ...] = ()):
         object.__setattr__(self, "_profile", profile)
         object.__setattr__(self, "_values", dict(values))
+        object.__setattr__(self, "_overridden", tuple(overridden))
 
     @property
     def profile(self) -> str:
         return self._profile
+
+    @property
+    def overridden(self) -> tuple[str, ...]:
+        """The names whose profile value the user replaced."""
+        return self._overridden
 
     def __getattr__(self, name: str) -> Any:
         values = object.__getattribute__(self, "_values")
@@ -125,7 +131,7 @@ def _apply(profile: str, row: Mapping[str, Any], overrides: Mapping[str, Any], c
     changed = [name for name, value in overrides.items() if value is not None]
     for name in changed:
         values[name] = check(name, overrides[name])
-    cfg = Settings(profile, values)
+    cfg = Settings(profile, values, changed)
     print(f"settings (profile {profile!r}):")
     for name, value in values.items():
         print(f"  {name} = {value!r}" + ("  (overridden)" if name in changed else ""))
