@@ -31,6 +31,10 @@ class Knob:
     minimum: float | None = None  # for numbers (for a list: its items)
     length: int | None = None  # a list's required length
 
+    def __post_init__(self):
+        if "=" in self.doc:  # papermill's parameter parser drops a line whose comment holds "="
+            raise ValueError(f"the doc of parameter {self.name!r} must not contain '=': {self.doc!r}")
+
     def check(self, value: Any, where: str) -> Any:
         """``value`` converted for this knob (an int for a float), else TypeError / ValueError naming it."""
         if value is None:  # a profile may leave a knob unset (e.g. device: the best available)

@@ -7,7 +7,7 @@ from regkit.optim.measures import MEASURES
 
 STEM = "03_constrained_parameter_regularization"
 KNOBS = (
-    c.DATASET, c.steps("optimizer steps of every run (>= 4 warmups)"), c.TRAIN_SIZE,
+    c.DATASET, c.steps("optimizer steps of every run (at least 4 warmups)"), c.TRAIN_SIZE,
     Knob("width", int, "model width", minimum=1), c.SEEDS, c.DEVICE,
     Knob("lr", float, "peak learning rate of every optimizer", minimum=0),
     Knob("weight_decay", float, "the AdamW baseline's weight decay", minimum=0),
