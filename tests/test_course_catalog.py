@@ -174,3 +174,15 @@ def test_list_shows_every_parameter_with_type_doc_and_profile_values(capsys):
     assert "    lr (float): peak learning rate of every optimizer\n        quick: 0.003; full: 0.001\n" in out
     assert "    kappa_init_method (str):" in out and "    rho (float): SAM's ascent radius" in out
     assert "    momentum (float):" in out and "one of: uniform, warm_start, dependent, inflection_point" in out
+
+
+def test_notebook07_sections_take_the_shared_and_their_own_parameters():
+    from regkit.course.catalog.nb07 import section_row, section_settings
+
+    options = notebook_settings("07", "full", dataset="synthetic", seeds=[0, 1], gnp_r=0.05)
+    gnp = section_settings(options, "gnp")
+    assert (gnp.r, gnp.dataset, gnp.seeds) == (0.05, "synthetic", [0, 1])
+    assert section_settings(options, "implicit").datasets == ["synthetic"]  # that section runs a list
+    assert section_settings(options, "cpr").lr == section_row("cpr", "full")["lr"] == 1e-3
+    assert section_row("cpr", "full")["seeds"] == [0, 1, 2]  # the paper's 3 seeds
+    assert dict(section_settings(notebook_settings("07", "quick"), "adamp")) == section_row("adamp", "quick")

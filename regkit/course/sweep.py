@@ -1,7 +1,7 @@
 """Sweeps: one notebook over a parameter grid and seeds, run in parallel, aggregated over seeds.
 
-``run_sweep("01", {"lr": [1e-3, 3e-3], "weight_decay": [0, 0.1]}, seeds=3)`` (or
-``python -m regkit.course sweep 01 --grid lr=1e-3,3e-3 weight_decay=0,0.1 --seeds 3``) executes
+``run_sweep("03", {"lr": [1e-3, 3e-3], "weight_decay": [0, 0.1]}, seeds=3)`` (or
+``python -m regkit.course sweep 03 --grid lr=1e-3,3e-3 weight_decay=0,0.1 --seeds 3``) executes
 every combination of the grid for ``seeds = [0] .. [seeds-1]`` (``seed = 0 ..`` for a notebook with a
 ``seed`` parameter) with papermill (the runner's
 :func:`~regkit.course.runner.execute`), each into its own folder, and writes to ``out_dir``
