@@ -57,7 +57,7 @@ def test_one_name_per_concept_across_notebooks():
     assert {"rho", "alpha", "r", "difference", "warmup"} <= set(load("04").knobs)
     assert {"lr", "momentum", "weight_decay", "delta", "wd_ratio"} <= set(load("02").knobs)
     assert {"batch_size", "micro_batch_size", "lam", "penalty"} <= set(load("05").knobs)
-    assert {"p", "train_fraction", "lr", "methods"} <= set(load("06").knobs)
+    assert {"p", "train_fraction", "lr", "weight_decay", "methods"} <= set(load("06").knobs)
 
 
 def test_notebook_settings_applies_overrides_from_the_namespace():

@@ -15,8 +15,10 @@ KNOBS = (
     Knob("p", int, "the modulus: the data are (a + b) mod p", minimum=2),
     Knob("train_fraction", float, "share of the p^2 pairs used for training", minimum=0),
     Knob("lr", float, "peak learning rate of every method", minimum=0),
+    Knob("weight_decay", float, "decay of the AdamW methods (None: each one's own, 0.1 or 1.0)", minimum=0),
 )
 PROFILES = {
-    name: {**row, "seeds": list(range(row["seeds"])), "device": None, "threads": 1 if name == "quick" else None}
+    name: {**row, "seeds": list(range(row["seeds"])), "device": None, "threads": 1 if name == "quick" else None,
+           "weight_decay": None}
     for name, row in RUNS.items()
 }
