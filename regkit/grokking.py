@@ -76,11 +76,13 @@ def check_method(method: str) -> str:
     return method
 
 
-def make_optimizer(method: str, model: torch.nn.Module, *, lr: float, betas: tuple[float, float]):
+def make_optimizer(method: str, model: torch.nn.Module, *, lr: float, betas: tuple[float, float],
+                   weight_decay: float | None = None):
     """The optimizer of ``method`` for ``model`` (`METHODS`); matrices and embeddings are regularized.
 
     ``adam``: `Adam`, no decay. ``adamw_wd0.1`` / ``adamw_wd1``: `AdamW` with that decoupled decay
-    on every tensor with ``ndim >= 2`` (embeddings included). ``rescale_0.8``: `AdamW` with decay 0
+    on every tensor with ``ndim >= 2`` (embeddings included; ``weight_decay``, when given, replaces
+    the decay their names carry). ``rescale_0.8``: `AdamW` with decay 0
     and a `JointNormRescaler` (``alpha=0.8``; it scales the model's matrices once, here, and
     restores their joint norm after every step). ``cpr_l2`` / ``cpr_std``: `AdamCPR` with
     ``kappa_init_method="dependent"``, ``kappa_init_param=0.8`` (the bound is 0.8 times the
@@ -90,7 +92,7 @@ def make_optimizer(method: str, model: torch.nn.Module, *, lr: float, betas: tup
     if method == "adam":
         return Adam(model.parameters(), lr=lr, betas=betas)
     if method.startswith("adamw_wd"):
-        decay = {"adamw_wd0.1": 0.1, "adamw_wd1": 1.0}[method]
+        decay = {"adamw_wd0.1": 0.1, "adamw_wd1": 1.0}[method] if weight_decay is None else weight_decay
         return AdamW(param_groups(model, decay, decay_embeddings=True, verbose=False), lr=lr, betas=betas)
     if method == "rescale_0.8":
         optimizer = AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=0.0)
@@ -150,6 +152,7 @@ def run(
     log_points: int = 40,
     stop_at: float | None = None,
     device: str | torch.device | None = None,
+    weight_decay: float | None = None,
 ) -> History:
     """Train ``model`` (``onehot_mlp`` or ``grok_transformer``, `regkit.models.build_model`) on
     ``(a + b) mod p`` with ``method`` (`METHODS`) and return its History (see the module doc).
@@ -159,7 +162,8 @@ def run(
     steps; otherwise each step takes the next ``batch_size`` examples of an on-device permutation
     (a fresh one per epoch). ``stop_at``: stop at the first evaluation where both train and
     validation accuracy are at least this value (None: run all ``steps``). ``init_scale``
-    multiplies every initial parameter (Omnigrok's initialization scale). Defaults: the
+    multiplies every initial parameter (Omnigrok's initialization scale). ``weight_decay``: the
+    decay of the ``adamw_wd*`` methods (None: the one their name carries; ignored by the others). Defaults: the
     one-hot MLP setting of NOTES.md (p = 113, train fraction 0.4, lr 5e-3, betas (0.9, 0.99));
     `PROFILES` holds the notebook's quick setting and the paper's transformer setting
     (``profile_run_kwargs(PROFILES["full"])``).
@@ -169,6 +173,8 @@ def run(
         raise ValueError(f"model must be one of onehot_mlp, grok_transformer; got model={model!r}")
     check_number("lr", lr, 0.0)
     check_number("init_scale", init_scale, 0.0)
+    if weight_decay is not None:
+        check_number("weight_decay", weight_decay, 0.0)
     check_betas(betas)
     for name, value, low in (("warmup", warmup, 0), ("seed", seed, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -188,7 +194,7 @@ def run(
     with torch.no_grad():
         for param in net.parameters():
             param.mul_(init_scale)
-    optimizer = make_optimizer(method, net, lr=lr, betas=betas)
+    optimizer = make_optimizer(method, net, lr=lr, betas=betas, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(warmup, 1)))
     recorder = ConstraintRecorder(optimizer) if isinstance(optimizer, AdamCPR) else None
     if recorder is not None:
@@ -200,7 +206,8 @@ def run(
 
     meta = {"method": method, "label": METHODS[method], "model": model, "model_kw": dict(model_kw or {}), "p": p,
             "train_fraction": train_fraction, "steps": steps, "lr": lr, "betas": list(betas), "warmup": warmup,
-            "init_scale": init_scale, "batch_size": None if full_batch else batch_size, "seed": seed, "device": str(device)}  # fmt: skip
+            "init_scale": init_scale, "batch_size": None if full_batch else batch_size, "seed": seed, "device": str(device),
+            "weight_decay": weight_decay}  # fmt: skip
     history = History(meta=meta)
     pending = iter(grid)
     next_eval = next(pending)

@@ -2,7 +2,7 @@
 
 tests/notebooks/01_fails.ipynb records one result, sleeps ``sleep_s``, then raises ValueError in its
 cell 4 unless ``fail=False``; 02_records.ipynb records ``steps * scale`` under a reference key
-(steps: 3 in the quick profile) plus the kernel's working directory and REGKIT_PROFILE.
+(steps: 3 in the quick profile) plus the kernel's working directory and profile.
 """
 
 import importlib.metadata
@@ -53,7 +53,7 @@ def test_injected_parameter_reaches_the_recorded_result(course_run):
     recorded = read_json(course_run["out"] / "02_records.results.json")
     assert recorded[KEY]["value"] == 3 * 7  # quick profile's steps (3) times the injected scale
     assert recorded[KEY]["meta"] == {"dataset": "synthetic", "label": "fixture"}
-    # the kernel ran in the repository root with REGKIT_PROFILE set
+    # the kernel ran in the repository root and got the profile as its parameter
     assert recorded["fixture.kernel"]["value"] == {"cwd": str(REPO_ROOT), "profile": "quick"}
 
 

@@ -10,6 +10,7 @@ from regkit.grokking import (
     PROFILES,
     eval_steps,
     load_histories,
+    make_optimizer,
     profile_run_kwargs,
     results_table,
     run,
@@ -61,6 +62,18 @@ def test_decay_keeps_the_weight_norm_below_adam_without_decay():
     adam, decayed = small_run("adam", steps=60), small_run("adamw_wd1", steps=60)
     assert adam.rows[0]["weight_norm"] == pytest.approx(decayed.rows[0]["weight_norm"], rel=0.05)
     assert decayed.last("weight_norm") < 0.9 * adam.last("weight_norm")
+
+
+def test_weight_decay_replaces_the_decay_of_the_adamw_methods_only():
+    model = build_model("onehot_mlp", SMALL["p"], hidden=8)
+    decays = lambda opt: {g["weight_decay"] for g in opt.param_groups}  # noqa: E731
+    assert decays(make_optimizer("adamw_wd1", model, lr=1e-3, betas=(0.9, 0.99))) >= {1.0}
+    assert decays(make_optimizer("adamw_wd1", model, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.3)) >= {0.3}
+    assert 1.0 not in decays(make_optimizer("adamw_wd1", model, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.3))
+    assert decays(make_optimizer("adam", model, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.3)) == {0}
+    assert small_run("adamw_wd1", steps=2, weight_decay=0.3).meta["weight_decay"] == 0.3
+    with pytest.raises(ValueError, match="weight_decay"):
+        small_run("adamw_wd1", steps=2, weight_decay=-1.0)
 
 
 def test_rescaling_holds_the_joint_norm_at_alpha_times_the_initial_norm():

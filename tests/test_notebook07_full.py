@@ -11,7 +11,7 @@ from regkit.course.recording import read_results
 from regkit.course.runner import RUNS_DIR, load_manifest, run_course
 from regkit.references import REFERENCES
 
-TOY = {"dataset": "synthetic", "steps": 1, "width": 2, "train_size": 128, "seeds": 1, "threads": 1}
+TOY = {"dataset": "synthetic", "steps": 1, "width": 2, "train_size": 128, "seeds": [0], "threads": 1}
 
 
 @pytest.mark.notebook

@@ -9,7 +9,8 @@ import logging
 import sys
 
 from regkit.course.lifetime import stop_on_signals
-from regkit.course.notebook import CourseError, discover, select
+from regkit.course.listing import list_notebooks
+from regkit.course.notebook import CourseError
 from regkit.course.profiles import PROFILES
 from regkit.course.runner import DEFAULT_CELL_TIMEOUT_S, NOTEBOOKS_DIR, RUNS_DIR, run_course
 from regkit.course.sweep import BACKENDS, SWEEPS_DIR, run_sweep
@@ -39,8 +40,9 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("notebook", metavar="NOTEBOOK", help="notebook number or name, or a path to a .ipynb file")
     sweep.add_argument("--grid", nargs="+", action="extend", default=[], metavar="NAME=V1,V2",
                        help="swept parameters, e.g. --grid lr=1e-3,3e-3 weight_decay=0,0.1 (all combinations); "
-                            "write list values in brackets: betas=[0.9,0.99],[0.9,0.999]")
-    sweep.add_argument("--seeds", type=int, metavar="N", help="run every combination with seed = 0 .. N-1")
+                            "write list values in brackets: seeds=[0,1],[2,3]")
+    sweep.add_argument("--seeds", type=int, metavar="N",
+                       help="run every combination with seeds = [0] .. [N-1] (seed = 0 .. N-1 where a notebook has seed)")
     sweep.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                        help="a fixed parameter of every run")
     sweep.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)} (default quick)")
@@ -81,18 +83,6 @@ def parser() -> argparse.ArgumentParser:
     evidence.add_argument("--markdown", action="store_true", help="a Markdown table (for the README)")
     evidence.add_argument("--dir", metavar="DIR", help="folder of the NN.json results (default evidence/)")
     return root
-
-
-def list_notebooks(notebooks_dir: str, only: list[str] | None) -> None:
-    selected = select(discover(notebooks_dir), only)
-    if not selected:
-        print(f"no notebooks NN_topic.ipynb in {notebooks_dir}")
-    for nb in selected:
-        print(nb.name)
-        for p in nb.parameters().values():
-            kind = p.kind.__name__ if p.kind else "profile's value"
-            line = f"    {p.name} = {p.default!r}  ({kind})"
-            print(line + (f"  # {p.help}" if p.help else ""))
 
 
 def parameter_dict(pairs: list[list[str]]) -> dict[str, str]:

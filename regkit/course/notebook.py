@@ -4,6 +4,8 @@ A notebook's parameters are the literal assignments of its ``parameters``-tagged
 ``papermill.inspect_notebook`` reads them. A parameter's type is its annotation
 (``steps: int = None``) or else the type of its default; a ``None`` default without an annotation
 means "the profile's value" and accepts any literal (``settings`` checks it in the notebook).
+A course notebook's parameters are also checked against its catalog (``regkit/course/catalog``):
+their type, and their allowed values and range, before any kernel starts.
 """
 
 from __future__ import annotations
@@ -37,10 +39,13 @@ class Parameter:
     default: Any  # the literal's value
     annotation: str  # e.g. "int", "Optional[float]", "" if none
     help: str
+    knob: Any = None  # the catalog's Knob of a course notebook's parameter
 
     @property
     def kind(self) -> type | None:
-        """The declared type: the annotation's, else the default's; None when unknown."""
+        """The declared type: the catalog's, else the annotation's, else the default's; None when unknown."""
+        if self.knob is not None:
+            return self.knob.kind
         match = re.fullmatch(r"(?:Optional\[)?\s*(\w+)\s*\]?", self.annotation)
         if match and match.group(1) in _TYPES:
             return _TYPES[match.group(1)]
@@ -62,8 +67,10 @@ class Parameter:
         if kind is None:
             return value
         try:
+            if self.knob is not None:
+                return self.knob.check(value, where)
             return check_value(self.name, value, kind(), where)  # kind(): a sample of the type
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise CourseError(str(err)) from None
 
 
@@ -139,7 +146,11 @@ class CourseNotebook:
         """The parameters cell's entries, in order (CourseError if a default is not a literal)."""
         import papermill  # imported here: slow, and only the runner needs it
 
+        from regkit.course.catalog import for_stem
+
         self.read()  # a clear error for a broken file, before papermill reads it
+        catalog = for_stem(self.stem)
+        knobs = catalog.knobs if catalog is not None else {}
         found = {}
         for name, p in papermill.inspect_notebook(str(self.path)).items():
             try:
@@ -150,7 +161,7 @@ class CourseNotebook:
                     "cell may hold only literals (derive values in the next cell)"
                 ) from None
             annotation = "" if p["inferred_type_name"] == "None" else p["inferred_type_name"]
-            found[name] = Parameter(name, default, annotation, p["help"])
+            found[name] = Parameter(name, default, annotation, p["help"], knobs.get(name))
         return found
 
     def parameters_cell_index(self) -> int:

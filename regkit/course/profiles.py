@@ -1,4 +1,6 @@
-"""Profiles and a notebook's effective settings: ``settings(profile, table, **overrides)``.
+"""Profiles and a notebook's effective settings: ``notebook_settings("03", globals())`` for a course
+notebook (its profiles and parameters live in ``regkit/course/catalog/nb03.py``), or
+``settings(profile, table, **overrides)`` for a table of one's own.
 
 The ``parameters`` cell holds only literals (``profile = "quick"``, ``steps = None``, ...); the next
 cell turns them into settings::
@@ -19,21 +21,30 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-# The runner's profiles: "quick" runs every notebook on a laptop CPU / in CI in minutes,
-# "full" runs the paper-scale setting on a GPU.
-PROFILES = ("quick", "full")
+# The profiles, the one place to add one: name -> (the row of each notebook's catalog it starts from,
+# values replacing that row's in every notebook that has the setting). "quick" runs every notebook on
+# a laptop CPU / in CI in minutes, "full" the paper-scale setting on a GPU. A CPU profile with label
+# noise would be: "cpu": ("quick", {"label_noise": 0.2}).
+PROFILE_ROWS: dict[str, tuple[str, dict[str, Any]]] = {"quick": ("quick", {}), "full": ("full", {})}
+PROFILES = tuple(PROFILE_ROWS)
 
 
 class Settings(Mapping):
     """Read-only settings with attribute access (``cfg.steps``) and mapping access (``dict(cfg)``)."""
 
-    def __init__(self, profile: str, values: Mapping[str, Any]):
+    def __init__(self, profile: str, values: Mapping[str, Any], overridden: tuple[str, ...] = ()):
         object.__setattr__(self, "_profile", profile)
         object.__setattr__(self, "_values", dict(values))
+        object.__setattr__(self, "_overridden", tuple(overridden))
 
     @property
     def profile(self) -> str:
         return self._profile
+
+    @property
+    def overridden(self) -> tuple[str, ...]:
+        """The names whose profile value the user replaced."""
+        return self._overridden
 
     def __getattr__(self, name: str) -> Any:
         values = object.__getattribute__(self, "_values")
@@ -107,14 +118,49 @@ def settings(profile: str, table: Mapping[str, Mapping[str, Any]], **overrides: 
     if unknown:
         raise ValueError(f"settings: unknown setting {unknown[0]!r}; valid names are: {', '.join(names)}")
 
-    values = dict(table[profile])
-    changed = []
-    for name, value in overrides.items():
-        if value is not None:
-            values[name] = check_value(name, value, values[name], f"the {profile!r} profile (default {values[name]!r})")
-            changed.append(name)
-    cfg = Settings(profile, values)
+    def check(name: str, value: Any) -> Any:
+        default = table[profile][name]
+        return check_value(name, value, default, f"the {profile!r} profile (default {default!r})")
+
+    return _apply(profile, table[profile], overrides, check)
+
+
+def _apply(profile: str, row: Mapping[str, Any], overrides: Mapping[str, Any], check) -> Settings:
+    """``row`` with each non-None override, checked by ``check(name, value)``; printed."""
+    values = dict(row)
+    changed = [name for name, value in overrides.items() if value is not None]
+    for name in changed:
+        values[name] = check(name, overrides[name])
+    cfg = Settings(profile, values, changed)
     print(f"settings (profile {profile!r}):")
     for name, value in values.items():
         print(f"  {name} = {value!r}" + ("  (overridden)" if name in changed else ""))
     return cfg
+
+
+def notebook_settings(number: str, namespace: Mapping[str, Any] | str, **overrides: Any) -> Settings:
+    """Course notebook ``number``'s settings: its catalog's profile row with the user's parameters.
+
+    ``namespace``: the notebook's ``globals()`` (``profile`` and every parameter of its catalog are
+    read from it: the ``parameters`` cell defines them), or the profile's name with the parameters
+    as ``overrides``. None means the profile's value. Raises ValueError (unknown profile or name,
+    a value out of range, a parameter missing from the namespace) or TypeError (wrong type).
+    """
+    from regkit.course.catalog import load
+
+    catalog = load(number)
+    if isinstance(namespace, str):
+        profile = namespace
+    else:
+        missing = [name for name in ("profile", *catalog.knobs) if name not in namespace]
+        if missing:
+            raise ValueError(f"notebook {number}: the parameters cell must define {', '.join(missing)} "
+                             f"(see regkit.course.catalog.parameters_source({number!r}))")
+        profile, overrides = namespace["profile"], {name: namespace[name] for name in catalog.knobs}
+    unknown = [name for name in overrides if name not in catalog.knobs]
+    if unknown:
+        raise ValueError(f"notebook {number}: unknown parameter {unknown[0]!r}; its parameters are: "
+                         f"{', '.join(catalog.knobs)}")
+    row = catalog.row(profile)
+    where = f"notebook {number}, profile {profile!r}"
+    return _apply(profile, row, overrides, lambda name, value: catalog.knobs[name].check(value, where))

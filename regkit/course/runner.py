@@ -42,7 +42,6 @@ from regkit.headless import HEADLESS_ENV
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 RUNS_DIR = REPO_ROOT / "runs"
-PROFILE_ENV = "REGKIT_PROFILE"
 KERNEL_NAME = "python3"
 # Per-cell time limit: quick notebooks take minutes in total, so a stuck cell fails CI fast.
 DEFAULT_CELL_TIMEOUT_S = {"quick": 900, "full": 12 * 3600}
@@ -129,15 +128,12 @@ def environment(root: Path = REPO_ROOT) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def kernel_environment(
-    results_file: Path, profile: str, root: Path, env: Mapping[str, str] | None = None
-) -> Iterator[None]:
-    """Set the variables the kernel inherits (results file, profile, headless mode, PYTHONPATH with the repo
-    root, ``env``)."""
+def kernel_environment(results_file: Path, root: Path, env: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Set the variables the kernel inherits (results file, headless mode, PYTHONPATH with the repo root,
+    ``env``); the profile reaches the notebook as its ``profile`` parameter."""
     env = dict(env or {})
-    saved = {k: os.environ.get(k) for k in (RESULTS_FILE_ENV, PROFILE_ENV, HEADLESS_ENV, "PYTHONPATH", *env)}
+    saved = {k: os.environ.get(k) for k in (RESULTS_FILE_ENV, HEADLESS_ENV, "PYTHONPATH", *env)}
     os.environ[RESULTS_FILE_ENV] = str(results_file)
-    os.environ[PROFILE_ENV] = profile
     os.environ[HEADLESS_ENV] = "1"
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), saved["PYTHONPATH"]) if p)
     os.environ.update(env)
@@ -238,7 +234,7 @@ def execute(
     }
     start = time.perf_counter()
     try:
-        with kernel_environment(writing[results_file], parameters["profile"], root, env):
+        with kernel_environment(writing[results_file], root, env):
             papermill.execute_notebook(
                 str(nb.path), str(writing[executed]), parameters=parameters, kernel_name=KERNEL_NAME,
                 cwd=str(root), progress_bar=progress_bar, log_output=log_output,

@@ -1,8 +1,9 @@
 """Sweeps: one notebook over a parameter grid and seeds, run in parallel, aggregated over seeds.
 
-``run_sweep("01", {"lr": [1e-3, 3e-3], "weight_decay": [0, 0.1]}, seeds=3)`` (or
-``python -m regkit.course sweep 01 --grid lr=1e-3,3e-3 weight_decay=0,0.1 --seeds 3``) executes
-every combination of the grid for ``seed = 0 .. seeds-1`` with papermill (the runner's
+``run_sweep("03", {"lr": [1e-3, 3e-3], "weight_decay": [0, 0.1]}, seeds=3)`` (or
+``python -m regkit.course sweep 03 --grid lr=1e-3,3e-3 weight_decay=0,0.1 --seeds 3``) executes
+every combination of the grid for ``seeds = [0] .. [seeds-1]`` (``seed = 0 ..`` for a notebook with a
+``seed`` parameter) with papermill (the runner's
 :func:`~regkit.course.runner.execute`), each into its own folder, and writes to ``out_dir``
 (default ``runs/sweeps/<notebook stem>/``):
 
@@ -63,7 +64,7 @@ from regkit.course.runner import (
 SWEEPS_DIR = RUNS_DIR / "sweeps"
 BACKENDS = ("local", "ray")
 STATUS_FILE, PARAMS_FILE, RESULTS_FILE = "status.json", "params.json", "results.json"
-SEED = "seed"
+SEED, SEEDS = "seed", "seeds"
 _GRID_ITEM = re.compile(r"(?P<name>[A-Za-z_]\w*)=(?P<values>.*)")
 
 
@@ -179,7 +180,7 @@ def plan_sweep(
     """Check everything and expand the grid x seeds into runs (CourseError on bad input, before anything runs).
 
     ``grid``: ``{name: values}`` (Python values, text, or one comma-separated text), or the CLI's
-    ``["name=v1,v2", ...]``. ``seeds=N`` sets the notebook's ``seed`` parameter to ``0 .. N-1``.
+    ``["name=v1,v2", ...]``. ``seeds=N`` sets the notebook's ``seeds`` to ``[0] .. [N-1]`` (or ``seed`` to ``0 .. N-1``).
     ``params``: fixed parameters of every run (as ``-p``).
     """
     check_profile(profile)
@@ -192,14 +193,16 @@ def plan_sweep(
             for name, values in grid.items()}
     fixed = dict(params or {})
     declared = nb.parameters()
+    # the course's notebooks take a list, seeds=[s]; other notebooks may take one seed, seed=s
+    seed_name = SEEDS if SEEDS in declared else SEED
     if seeds is not None:
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise CourseError(f"--seeds must be a positive integer (the number of seeds 0..N-1), got {seeds!r}")
-        if SEED not in declared:
+        if seed_name not in declared:
             raise CourseError(f"--seeds needs a {SEED!r} parameter, and {nb.name} has none; its parameters are: "
                               f"{', '.join(n for n in declared if n != 'profile')}")
-        if SEED in grid or SEED in fixed:
-            raise CourseError(f"give the seeds either with --seeds or as a parameter {SEED!r}, not both")
+        if seed_name in grid or seed_name in fixed:
+            raise CourseError(f"give the seeds either with --seeds or as a parameter {seed_name!r}, not both")
     both = sorted(set(grid) & set(fixed))
     if both:
         raise CourseError(f"parameter {both[0]!r} is both swept (--grid) and fixed (-p)")
@@ -223,8 +226,10 @@ def plan_sweep(
     runs = []
     for combination in itertools.product(*typed.values()):
         for seed in seed_values:
-            swept = dict(zip(axes, combination, strict=True)) | ({SEED: seed[0]} if seed else {})
-            runs.append(SweepRun(run_id(swept), swept, base | swept))
+            point = dict(zip(axes, combination, strict=True))
+            swept = point | ({SEED: seed[0]} if seed else {})
+            injected = {seed_name: seed if seed_name == SEEDS else seed[0]} if seed else {}
+            runs.append(SweepRun(run_id(swept), swept, base | point | injected))
     ids = [run.run_id for run in runs]
     if len(set(ids)) != len(ids):
         raise CourseError("two grid values give the same run folder name; use values that differ in their text")

@@ -1,0 +1,24 @@
+"""Notebook 06 (grokking): modular addition, six regularizers (rows of `regkit.grokking.PROFILES`)."""
+
+from regkit.course.catalog import Knob
+from regkit.course.catalog import _common as c
+from regkit.grokking import METHODS
+from regkit.grokking import PROFILES as RUNS
+
+STEM = "06_grokking"
+KNOBS = (
+    Knob("methods", list, "names from regkit.grokking.METHODS", choices=tuple(METHODS)),
+    Knob("seeds", list, "seeds of every method (split, initialization and batches)", minimum=0),
+    c.steps("step budget of every run"),
+    Knob("stop_after_grokking", bool, "end a run once train and validation accuracy reach 99%"),
+    c.DEVICE, c.THREADS,
+    Knob("p", int, "the modulus: the data are (a + b) mod p", minimum=2),
+    Knob("train_fraction", float, "share of the p^2 pairs used for training", minimum=0),
+    Knob("lr", float, "peak learning rate of every method", minimum=0),
+    Knob("weight_decay", float, "decay of the AdamW methods (None: each one's own, 0.1 or 1.0)", minimum=0),
+)
+PROFILES = {
+    name: {**row, "seeds": list(range(row["seeds"])), "device": None, "threads": 1 if name == "quick" else None,
+           "weight_decay": None}
+    for name, row in RUNS.items()
+}
