@@ -20,6 +20,7 @@ from torch.optim import Optimizer
 
 from regkit.distributed import reject_sharded
 from regkit.optim._base import KeepsOwnAttributes
+from regkit.train.seeding import set_rng_state, torch_rng_state
 
 DIFFERENCES = ("forward", "central", "exact")
 NORMALIZATIONS = ("global", "layer")
@@ -159,7 +160,7 @@ class _Pending:
     grads: list[list[Tensor]]  # per group: g(theta), then the combined gradient
     alphas: list[float]  # per group alpha_t (after warmup)
     rs: list[float]  # per group r_t (after warmup)
-    rng: tuple
+    rng: dict  # torch's generators at pass 1 (regkit.train.seeding.torch_rng_state)
     signs: tuple[float, ...]  # the perturbations step() makes: (), (+1,) forward, (+1, -1) central
     foreach: bool
     inv_norms: list[list[Tensor]] | None = None
@@ -167,18 +168,6 @@ class _Pending:
     running_stats: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     sign: float | None = None  # sign of the perturbation in place now
     perturbed: list[tuple[float, list[list[Tensor]]]] = field(default_factory=list)
-
-
-def _rng_state() -> tuple:
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    return torch.get_rng_state(), cuda
-
-
-def _set_rng_state(state: tuple) -> None:
-    cpu, cuda = state
-    torch.set_rng_state(cpu)
-    if cuda is not None:
-        torch.cuda.set_rng_state_all(cuda)
 
 
 def _running_stats(model: nn.Module) -> list[Tensor]:
@@ -440,7 +429,7 @@ class GNP(KeepsOwnAttributes, Optimizer):
         alpha_factor, r_factor = gr_warmup(self.warmup, self.num_steps + 1, self.warmup_steps)
         alphas = [group["gnp_alpha"] * alpha_factor for group in self.param_groups]
         rs = [group["gnp_r"] * r_factor for group in self.param_groups]
-        rng = _rng_state()
+        rng = torch_rng_state()
         self._set_grads_to_none()
         with torch.enable_grad():
             loss = closure()
@@ -515,7 +504,7 @@ class GNP(KeepsOwnAttributes, Optimizer):
         pending = self._require_pending("second_pass")
         if pending.sign is None:
             raise RuntimeError("second_pass() needs perturb() before it")
-        _set_rng_state(pending.rng)
+        set_rng_state(pending.rng)
         self._set_grads_to_none()
         with torch.enable_grad():
             loss = closure()
