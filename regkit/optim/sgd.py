@@ -14,6 +14,7 @@ from regkit.optim._functional import (
     momentum_update_,
     nesterov_direction,
 )
+from regkit.optim.fused import fused_sgd_
 
 
 def sgd(
@@ -33,13 +34,22 @@ def sgd(
     corrected: bool = False,
     cautious: bool = False,
     lr_max: float | None = None,
+    fused: bool = False,
 ) -> None:
     """The functional SGD update over parallel lists (``momentum_buffers`` unused when ``momentum == 0``).
 
     ``first_steps[i]``: ``momentum_buffers[i]`` is fresh and is set to the gradient. The
     arithmetic and its order are torch.optim.SGD's, so float64 results agree bit for bit.
-    ``corrected`` / ``cautious`` (decoupled decay only; ``lr_max`` a host float): see `SGD`.
+    ``corrected`` / ``cautious`` (decoupled decay only; ``lr_max`` a host float): see `SGD`. ``fused``:
+    torch's fused kernel (`regkit.optim.fused.fused_sgd_`; ``cautious`` keeps this path).
     """
+    if fused and not cautious:
+        fused_sgd_(
+            params, grads, momentum_buffers, first_steps, lr=lr, momentum=momentum, dampening=dampening,
+            nesterov=nesterov, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize, corrected=corrected, lr_max=lr_max,
+        )  # fmt: skip
+        return
     for p, g, bufs, first in device_dtype_buckets(
         params, grads, momentum_buffers, first_steps, foreach=foreach
     ):
@@ -112,6 +122,7 @@ class SGD(FunctionalOptimizer):
     """
 
     functional_update = staticmethod(sgd)
+    fusable = True
 
     def __init__(
         self,
@@ -127,6 +138,7 @@ class SGD(FunctionalOptimizer):
         foreach: bool | None = None,
         corrected: bool = False,
         cautious: bool = False,
+        fused: bool = False,
     ):
         defaults = dict(
             lr=lr,
@@ -140,7 +152,7 @@ class SGD(FunctionalOptimizer):
             corrected=corrected,
             cautious=cautious,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, fused=fused)
 
     def check_hyperparameters(self, group: dict) -> None:
         check_number("lr", group["lr"], 0.0)
@@ -207,8 +219,10 @@ class SGDW(SGD):
         foreach: bool | None = None,
         corrected: bool = False,
         cautious: bool = False,
+        fused: bool = False,
     ):
         super().__init__(
             params, lr, momentum, dampening, weight_decay, nesterov,
             decoupled_weight_decay=True, maximize=maximize, foreach=foreach, corrected=corrected, cautious=cautious,
+            fused=fused,
         )  # fmt: skip
