@@ -12,7 +12,9 @@ regkit's methods are a base step plus a correction that is exact to split off:
 - AdamCPR: the Adam kernel without decay, and the constraint step (foreach) after or before it.
 
 ``cautious=True`` decays by a mask of the update's signs, which the kernels do not expose: such a
-group keeps the foreach path. AdamP and SGDP project the update itself and have no fused step.
+group keeps the foreach path, as does an SGD group with bfloat16/float16 tensors (torch 2.13's CPU
+fused SGD drifts there: 0.65 from the float64 trajectory after 6 steps where foreach stays within
+0.012, in tests/test_optim_fused.py's setting). AdamP and SGDP project the update itself and have no fused step.
 Results equal the foreach path's up to rounding (the kernels compute ``lr * wd``, the bias
 corrections and the update in their own order: ``FUSED_TOLERANCE``); the state is the same, so a
 checkpoint saved on one path loads on the other. No compiler is involved: nothing to build at run time.
@@ -34,10 +36,16 @@ FUSED_TOLERANCE = {
 def step_tensors(steps: list[float], device: torch.device) -> list[Tensor]:
     """The kernels' ``state_steps``: each count as a float32 tensor on ``device`` (one tensor per distinct count).
 
-    regkit keeps its counters on the CPU (read without a device sync) and has already counted this step.
+    regkit keeps its counters on the CPU (read without a device sync) and has already counted this step;
+    ``torch.full`` fills on the device (``torch.tensor(s, device="cuda")`` would copy and wait for it).
     """
-    made = {s: torch.tensor(s, dtype=torch.float32, device=device) for s in set(steps)}
+    made = {s: torch.full((), s, dtype=torch.float32, device=device) for s in set(steps)}
     return [made[s] for s in steps]
+
+
+def sgd_fusable(params: list[Tensor]) -> bool:
+    """True when torch's fused SGD kernel is accurate for every tensor: float32 or float64."""
+    return all(p.dtype in (torch.float32, torch.float64) for p in params)
 
 
 def fused_adam_(

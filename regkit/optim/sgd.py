@@ -14,7 +14,7 @@ from regkit.optim._functional import (
     momentum_update_,
     nesterov_direction,
 )
-from regkit.optim.fused import fused_sgd_
+from regkit.optim.fused import fused_sgd_, sgd_fusable
 
 
 def sgd(
@@ -41,9 +41,9 @@ def sgd(
     ``first_steps[i]``: ``momentum_buffers[i]`` is fresh and is set to the gradient. The
     arithmetic and its order are torch.optim.SGD's, so float64 results agree bit for bit.
     ``corrected`` / ``cautious`` (decoupled decay only; ``lr_max`` a host float): see `SGD`. ``fused``:
-    torch's fused kernel (`regkit.optim.fused.fused_sgd_`; ``cautious`` keeps this path).
+    torch's fused kernel (`regkit.optim.fused.fused_sgd_`; ``cautious`` and bf16/fp16 keep this path).
     """
-    if fused and not cautious:
+    if fused and not cautious and sgd_fusable(params):
         fused_sgd_(
             params, grads, momentum_buffers, first_steps, lr=lr, momentum=momentum, dampening=dampening,
             nesterov=nesterov, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
