@@ -130,7 +130,8 @@ class Adam(FunctionalOptimizer):
         lr: default 1e-3. betas: ``(beta1, beta2)`` each in [0, 1), default (0.9, 0.999).
         eps: default 1e-8. weight_decay: ``wd >= 0``, default 0. Keyword-only:
         decoupled_weight_decay (default False), amsgrad (default False), maximize
-        (default False), corrected and cautious (default False), foreach (default None = True when every parameter is on CUDA).
+        (default False), corrected and cautious (default False), foreach (default None = True when every parameter is on CUDA),
+        fused (default False; True: torch's fused kernel, see `regkit.optim.fused`).
 
     Example::
 

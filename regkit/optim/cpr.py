@@ -440,7 +440,8 @@ class AdamCPR(Float32State, FunctionalOptimizer):
         amsgrad: default False. Keyword-only: adaptive_bounds (default False), reg_order
         (default ``"post_step"``), maximize (default False), foreach (default None = True
         when every parameter is on CUDA), verbose (print the split of a plain iterable,
-        default True).
+        default True), fused (default False; True: torch's fused Adam kernel, then the constraint step on
+        the foreach path, see `regkit.optim.fused`).
 
     Example::
 

@@ -103,7 +103,8 @@ class SGD(FunctionalOptimizer):
         False (needs momentum > 0 and dampening 0). decoupled_weight_decay: default False.
         maximize: ascend the objective, default False. corrected, cautious: default False
         (above). foreach: one ``torch._foreach_*``
-        call per operation; default None = True when every parameter is on CUDA.
+        call per operation; default None = True when every parameter is on CUDA. fused: default
+        False; True runs torch's fused SGD kernel (float32/float64 groups, see `regkit.optim.fused`).
         The positional order ``(lr, momentum, dampening, weight_decay, nesterov)`` is
         torch.optim.SGD's; the other options are keyword-only.
 
