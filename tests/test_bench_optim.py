@@ -25,3 +25,14 @@ def test_one_timed_step_has_no_iqr_and_the_table_says_so():
     lines = bench.format_table(results).splitlines()
     assert lines[1].split() == ["Adam", "torch", "foreach", "2.00", "n/a", "1.00"]
     assert lines[2].split() == ["regkit", "foreach", "3.00", "n/a", "1.50"]
+
+
+def test_the_torch_fused_column_divides_by_the_rows_torch_fused_candidate():
+    results = [{"row": "AdamW", "label": "torch foreach", "median": 4e-3, "iqr": None, "error": None},
+               {"row": "AdamW", "label": "torch fused", "median": 2e-3, "iqr": None, "error": None},
+               {"row": "AdamW", "label": "regkit fused", "median": 2.2e-3, "iqr": None, "error": None},
+               {"row": "AdamP", "label": "regkit foreach", "median": 3e-3, "iqr": None, "error": None}]  # fmt: skip
+    lines = bench.format_table(results).splitlines()
+    assert lines[0].split()[-3:] == ["x", "torch", "fused"]
+    assert lines[3].split() == ["regkit", "fused", "2.20", "n/a", "0.55", "1.10"]
+    assert lines[4].split() == ["AdamP", "regkit", "foreach", "3.00", "n/a", "1.00"]  # no torch fused: blank

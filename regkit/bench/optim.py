@@ -5,7 +5,10 @@ interleaved in one run (the order rotates every repetition), after a warm-up. Re
 median and interquartile range of the step time, and the median's ratio to the row's first
 candidate (the reference: torch.optim foreach; for AdamP and SGDP the regkit AdamW/SGD they
 extend, so the ratio is the cost of the projection, with the official ``adamp`` package beside
-them when it is installed). Each candidate keeps its own optimizer state. On CUDA the clock is read between ``torch.cuda.synchronize()`` calls.
+them when it is installed). A second ratio, ``x torch fused``, divides by the row's torch fused
+candidate (torch's fused CPU/CUDA kernel of the base optimizer): the targets of regkit's
+``fused=True`` (torch's kernel for the base step plus the method's additions on the foreach path,
+nothing compiled at run time) are measured against it. Each candidate keeps its own optimizer state. On CUDA the clock is read between ``torch.cuda.synchronize()`` calls.
 
 Later methods add their rows (and external references such as ``adamp`` or ``pytorch_cpr``)
 to ``CANDIDATES``: a ``Candidate(row, label, make)`` with ``make(params) -> Optimizer``.
@@ -60,25 +63,30 @@ CANDIDATES = [
     Candidate("SGD momentum", "torch foreach", lambda ps: torch.optim.SGD(ps, **SGD_KW, foreach=True)),
     Candidate("SGD momentum", "torch fused", lambda ps: torch.optim.SGD(ps, **SGD_KW, fused=True)),
     Candidate("SGD momentum", "regkit foreach", lambda ps: ro.SGD(ps, **SGD_KW, foreach=True)),
+    Candidate("SGD momentum", "regkit fused", lambda ps: ro.SGD(ps, **SGD_KW, fused=True)),
     Candidate("SGD momentum", "torch for-loop", lambda ps: torch.optim.SGD(ps, **SGD_KW, foreach=False)),
     Candidate("SGD momentum", "regkit for-loop", lambda ps: ro.SGD(ps, **SGD_KW, foreach=False)),
     Candidate("Adam", "torch foreach", lambda ps: torch.optim.Adam(ps, **ADAM_KW, foreach=True)),
     Candidate("Adam", "torch fused", lambda ps: torch.optim.Adam(ps, **ADAM_KW, fused=True)),
     Candidate("Adam", "regkit foreach", lambda ps: ro.Adam(ps, **ADAM_KW, foreach=True)),
+    Candidate("Adam", "regkit fused", lambda ps: ro.Adam(ps, **ADAM_KW, fused=True)),
     Candidate("Adam", "torch for-loop", lambda ps: torch.optim.Adam(ps, **ADAM_KW, foreach=False)),
     Candidate("Adam", "regkit for-loop", lambda ps: ro.Adam(ps, **ADAM_KW, foreach=False)),
     Candidate("AdamW", "torch foreach", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, foreach=True)),
     Candidate("AdamW", "torch fused", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, fused=True)),
     Candidate("AdamW", "regkit foreach", lambda ps: ro.AdamW(ps, **ADAMW_KW, foreach=True)),
+    Candidate("AdamW", "regkit fused", lambda ps: ro.AdamW(ps, **ADAMW_KW, fused=True)),
     Candidate("AdamW", "torch for-loop", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, foreach=False)),
     Candidate("AdamW", "regkit for-loop", lambda ps: ro.AdamW(ps, **ADAMW_KW, foreach=False)),
     # AdamP/SGDP: the reference is the regkit optimizer they extend (the cost of the projection)
     Candidate("AdamP", "regkit AdamW foreach", lambda ps: ro.AdamW(ps, **ADAMP_KW, foreach=True)),
     Candidate("AdamP", "regkit foreach", lambda ps: ro.AdamP(ps, **ADAMP_KW, foreach=True)),
+    Candidate("AdamP", "torch AdamW fused", lambda ps: torch.optim.AdamW(ps, **ADAMP_KW, fused=True)),
     Candidate("AdamP", "regkit for-loop", lambda ps: ro.AdamP(ps, **ADAMP_KW, foreach=False)),
     *([Candidate("AdamP", "adamp 0.3.0", lambda ps: adamp.AdamP(ps, **ADAMP_KW))] if adamp else []),
     Candidate("SGDP", "regkit SGD foreach", lambda ps: ro.SGD(ps, **SGD_OF_SGDP_KW, foreach=True)),
     Candidate("SGDP", "regkit foreach", lambda ps: ro.SGDP(ps, **SGDP_KW, foreach=True)),
+    Candidate("SGDP", "torch SGD fused", lambda ps: torch.optim.SGD(ps, **SGDP_KW, fused=True)),
     Candidate("SGDP", "regkit for-loop", lambda ps: ro.SGDP(ps, **SGDP_KW, foreach=False)),
     *([Candidate("SGDP", "adamp 0.3.0", lambda ps: adamp.SGDP(ps, **SGDP_KW))] if adamp else []),
 ]
@@ -98,6 +106,7 @@ def _cpr_candidates(measure: str) -> list[Candidate]:
         Candidate(row, "torch AdamW foreach", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, foreach=True)),
         Candidate(row, "torch AdamW fused", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, fused=True)),
         Candidate(row, "regkit foreach", lambda ps: ro.AdamCPR(cpr_groups(ps), **kw, foreach=True)),
+        Candidate(row, "regkit fused", lambda ps: ro.AdamCPR(cpr_groups(ps), **kw, fused=True)),
         Candidate(row, "regkit for-loop", lambda ps: ro.AdamCPR(cpr_groups(ps), **kw, foreach=False)),
         *[
             Candidate(row, f"pytorch_cpr {path}", lambda ps, f=f: pytorch_cpr.AdamCPR(cpr_groups(ps), **kw, foreach=f))
@@ -113,7 +122,9 @@ CANDIDATES += [c for measure in MEASURES for c in _cpr_candidates(measure)] + [
                          ("AdamAdaDecay", ro.AdamAdaDecay, dict(lr=1e-3, weight_decay=0.05)))
     for label, make in (
         ("torch AdamW foreach", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, foreach=True)),
+        ("torch AdamW fused", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, fused=True)),
         ("regkit foreach", lambda ps, cls=cls, kw=kw: cls(ps, **kw, foreach=True)),
+        ("regkit fused", lambda ps, cls=cls, kw=kw: cls(ps, **kw, fused=True)),
         ("regkit for-loop", lambda ps, cls=cls, kw=kw: cls(ps, **kw, foreach=False)),
     )
 ]  # fmt: skip
@@ -165,10 +176,18 @@ def time_row(candidates: list[Candidate], params, *, reps: int, warmup: int) -> 
     return results
 
 
+def fused_reference(results: list[dict], row: str) -> float | None:
+    """The median of ``row``'s torch fused candidate (label ``torch ... fused``); None if it has none."""
+    medians = [r["median"] for r in results if r["row"] == row and r["label"].startswith("torch")
+               and r["label"].endswith("fused")]  # fmt: skip
+    return medians[0] if medians else None
+
+
 def format_table(results: list[dict]) -> str:
     rw = max([len("method")] + [len(r["row"]) for r in results])
     lw = max([len("implementation")] + [len(r["label"]) for r in results])
-    lines = [f"{'method':<{rw}} {'implementation':<{lw}} {'median ms':>10} {'IQR ms':>8} {'x reference':>12}"]
+    header = f"{'method':<{rw}} {'implementation':<{lw}} {'median ms':>10} {'IQR ms':>8} {'x reference':>12}"
+    lines = [f"{header} {'x torch fused':>14}"]
     reference = None
     for r in results:
         first = reference is None or r["row"] != reference["row"]
@@ -179,8 +198,10 @@ def format_table(results: list[dict]) -> str:
             lines.append(f"{row:<{rw}} {r['label']:<{lw}} {'n/a':>10} {'':>8} {'':>12}  ({r['error']})")
             continue
         ratio = f"{r['median'] / reference['median']:.2f}" if reference["median"] else "n/a"
+        fused = fused_reference(results, r["row"])
+        to_fused = f"{r['median'] / fused:.2f}" if fused else ""
         iqr = f"{r['iqr'] * 1e3:.2f}" if r["iqr"] is not None else "n/a"  # None: a single timed step
-        lines.append(f"{row:<{rw}} {r['label']:<{lw}} {r['median'] * 1e3:>10.2f} {iqr:>8} {ratio:>12}")
+        lines.append(f"{row:<{rw}} {r['label']:<{lw}} {r['median'] * 1e3:>10.2f} {iqr:>8} {ratio:>12} {to_fused:>14}")
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from regkit._validate import check_flag
 from regkit.distributed import reject_sharded
 
 
@@ -148,6 +149,14 @@ class FunctionalOptimizer(ChecksLoadedState, torch.optim.Optimizer):
     lives in the param group and every buffer in ``self.state[p]``, so ``state_dict``, LR
     schedulers and per-group overrides need no extra code. Each group, including one added
     later with ``add_param_group``, is validated with the defaults filled in.
+
+    ``fused=True`` (a constructor keyword; classes with ``fusable = True`` accept it) runs the base
+    step in torch's fused kernel and the method's own additions on the foreach path
+    (`regkit.optim.fused`): ``step`` passes ``fused=True, foreach=True`` to the functional update.
+    It is how this optimizer runs, not a hyperparameter: it is kept out of the param groups, so state
+    dicts of both paths are the same and a loaded one keeps the path the optimizer was built with;
+    pickling and deepcopy keep it. With ``fused=True`` a group's ``foreach=True`` is refused
+    (ValueError), as in torch.optim.
     """
 
     functional_update: Callable[..., None]
@@ -155,10 +164,23 @@ class FunctionalOptimizer(ChecksLoadedState, torch.optim.Optimizer):
     # True for updates that use norms of whole tensors (AdamP, AdamCPR): sharded (FSDP/DTensor) params are refused
     whole_tensor_norms: bool = False
     refused_dtypes: dict = {}  # {dtype: what to do instead}, e.g. Adam refuses float16
+    fusable: bool = False  # True: functional_update takes fused=True (torch's fused kernel for the base step)
 
-    def __init__(self, params, defaults: dict):
+    fused: bool = False  # the class default also serves optimizers pickled before the option existed
+
+    def __init__(self, params, defaults: dict, *, fused: bool = False):
+        check_flag("fused", fused)
+        if fused and not self.fusable:
+            raise ValueError(
+                f"{type(self).__name__} has no fused step (torch's fused kernels do not expose the update it "
+                "changes): use fused=False (foreach=True is its fast path)"
+            )
+        self.fused = fused
         self.check_defaults(defaults)  # like torch.optim: bad hyperparameters fail before params are looked at
         super().__init__(params, defaults)
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "fused": self.fused}
 
     def check_defaults(self, defaults: dict) -> None:
         """Validate the constructor's hyperparameters (before any param group exists)."""
@@ -175,6 +197,11 @@ class FunctionalOptimizer(ChecksLoadedState, torch.optim.Optimizer):
             if param_group.get(key, value) != value:
                 raise ValueError(f"{type(self).__name__} always has {key}={value}, got {param_group[key]!r}")
         self.check_hyperparameters({**self.defaults, **param_group})
+        if self.fused and {**self.defaults, **param_group}.get("foreach"):
+            raise ValueError(
+                f"{type(self).__name__}: fused=True and foreach=True cannot both be set (the fused kernel replaces "
+                "the foreach path); pass foreach=None with fused=True"
+            )
         super().add_param_group(param_group)
         try:
             reject_unsupported_dtypes(self.param_groups[-1]["params"], type(self).__name__, self.refused_dtypes)
@@ -214,5 +241,7 @@ class FunctionalOptimizer(ChecksLoadedState, torch.optim.Optimizer):
                 if any(p.grad.is_sparse for p in params):
                     raise ValueError(f"{type(self).__name__} does not support sparse gradients")
                 args, kwargs = self.prepare_update(group, params)
+                if self.fused:
+                    kwargs = dict(kwargs, fused=True, foreach=True)  # the additions to the kernel's step: foreach
                 self.functional_update(*args, **kwargs)
         return loss

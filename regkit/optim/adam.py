@@ -22,6 +22,7 @@ from regkit.optim._functional import (
     descent_grads,
     device_dtype_buckets,
 )
+from regkit.optim.fused import fused_adam_
 
 ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")  # what every stepped parameter's state holds (torch's keys)
 # float16 has no room for Adam's statistics: (1 - beta2) g^2 underflows to 0 for |g| < ~1e-3 and eps = 1e-8
@@ -52,13 +53,22 @@ def adam(
     corrected: bool = False,
     cautious: bool = False,
     lr_max: float | None = None,
+    fused: bool = False,
 ) -> None:
     """The functional Adam update over parallel lists (``max_exp_avg_sqs`` empty unless ``amsgrad``).
 
     ``steps[i]`` is parameter ``i``'s step count including this step, a host float. The
     arithmetic and its order are torch.optim.Adam's, so float64 results agree bit for bit.
-    ``corrected`` / ``cautious`` (decoupled decay only; ``lr_max`` a host float): see `Adam`.
+    ``corrected`` / ``cautious`` (decoupled decay only; ``lr_max`` a host float): see `Adam`. ``fused``:
+    torch's fused kernel (`regkit.optim.fused.fused_adam_`; ``cautious`` keeps this path).
     """
+    if fused and not cautious:
+        fused_adam_(
+            params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+            weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad,
+            maximize=maximize, corrected=corrected, lr_max=lr_max,
+        )  # fmt: skip
+        return
     bias_correction1, bias_correction2_sqrt = adam_bias_corrections(steps, beta1, beta2)
     buckets = device_dtype_buckets(
         params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, bias_correction1, bias_correction2_sqrt,
@@ -120,7 +130,8 @@ class Adam(FunctionalOptimizer):
         lr: default 1e-3. betas: ``(beta1, beta2)`` each in [0, 1), default (0.9, 0.999).
         eps: default 1e-8. weight_decay: ``wd >= 0``, default 0. Keyword-only:
         decoupled_weight_decay (default False), amsgrad (default False), maximize
-        (default False), corrected and cautious (default False), foreach (default None = True when every parameter is on CUDA).
+        (default False), corrected and cautious (default False), foreach (default None = True when every parameter is on CUDA),
+        fused (default False; True: torch's fused kernel, see `regkit.optim.fused`).
 
     Example::
 
@@ -136,6 +147,7 @@ class Adam(FunctionalOptimizer):
     """
 
     functional_update = staticmethod(adam)
+    fusable = True
     refused_dtypes = {torch.float16: FLOAT16_ADVICE}
 
     def __init__(
@@ -152,6 +164,7 @@ class Adam(FunctionalOptimizer):
         foreach: bool | None = None,
         corrected: bool = False,
         cautious: bool = False,
+        fused: bool = False,
     ):
         defaults = dict(
             lr=lr,
@@ -165,7 +178,7 @@ class Adam(FunctionalOptimizer):
             corrected=corrected,
             cautious=cautious,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, fused=fused)
 
     def check_hyperparameters(self, group: dict) -> None:
         check_number("lr", group["lr"], 0.0)
@@ -243,8 +256,9 @@ class AdamW(Adam):
         foreach: bool | None = None,
         corrected: bool = False,
         cautious: bool = False,
+        fused: bool = False,
     ):
         super().__init__(
             params, lr, betas, eps, weight_decay, decoupled_weight_decay=True, amsgrad=amsgrad,
-            maximize=maximize, foreach=foreach, corrected=corrected, cautious=cautious,
+            maximize=maximize, foreach=foreach, corrected=corrected, cautious=cautious, fused=fused,
         )  # fmt: skip

@@ -404,12 +404,13 @@ class AdamP(FunctionalOptimizer):
         *,
         channel_dim: int = 0,
         foreach: bool | None = None,
+        fused: bool = False,
     ):
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, delta=delta, wd_ratio=wd_ratio,
             nesterov=nesterov, channel_dim=channel_dim, foreach=foreach,
         )  # fmt: skip
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, fused=fused)
 
     def check_hyperparameters(self, group: dict) -> None:
         check_number("lr", group["lr"], 0.0)
@@ -489,13 +490,14 @@ class SGDP(FunctionalOptimizer):
         project_buffer: bool = False,
         channel_dim: int = 0,
         foreach: bool | None = None,
+        fused: bool = False,
     ):
         defaults = dict(
             lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
             eps=eps, delta=delta, wd_ratio=wd_ratio, project_buffer=project_buffer, channel_dim=channel_dim,
             foreach=foreach,
         )  # fmt: skip
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, fused=fused)
 
     def check_hyperparameters(self, group: dict) -> None:
         check_number("lr", group["lr"], 0.0)

@@ -201,6 +201,7 @@ def adam_cpr(
     adaptive_bounds: bool,
     reg_order: str,
     foreach: bool,
+    fused: bool = False,
 ) -> None:
     """The functional AdamCPR update: `regkit.optim.adam.adam` without weight decay, and `constrain_`
     after it (``reg_order="post_step"``) or before it (``"pre_step"``). A group with
@@ -210,7 +211,7 @@ def adam_cpr(
         adam(
             params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr=lr, beta1=beta1, beta2=beta2,
             eps=eps, weight_decay=0.0, decoupled_weight_decay=False, amsgrad=amsgrad, maximize=maximize,
-            foreach=foreach,
+            foreach=foreach, fused=fused,
         )  # fmt: skip
 
     post_step = reg_order == "post_step"
@@ -439,7 +440,8 @@ class AdamCPR(Float32State, FunctionalOptimizer):
         amsgrad: default False. Keyword-only: adaptive_bounds (default False), reg_order
         (default ``"post_step"``), maximize (default False), foreach (default None = True
         when every parameter is on CUDA), verbose (print the split of a plain iterable,
-        default True).
+        default True), fused (default False; True: torch's fused Adam kernel, then the constraint step on
+        the foreach path, see `regkit.optim.fused`).
 
     Example::
 
@@ -456,6 +458,7 @@ class AdamCPR(Float32State, FunctionalOptimizer):
     """
 
     functional_update = staticmethod(adam_cpr)
+    fusable = True
     whole_tensor_norms = True  # R(w) of whole tensors: sharded (FSDP) params are refused
     refused_dtypes = {torch.float16: FLOAT16_ADVICE}
     float32_state = CONSTRAINT_STATE
@@ -481,6 +484,7 @@ class AdamCPR(Float32State, FunctionalOptimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         verbose: bool = True,
+        fused: bool = False,
     ):
         defaults = dict(
             lr=lr,
@@ -503,7 +507,7 @@ class AdamCPR(Float32State, FunctionalOptimizer):
         self.check_defaults(defaults)  # before params are looked at (torch.optim's order)
         check_flag("reg_embedding", reg_embedding)
         check_flag("verbose", verbose)
-        super().__init__(constraint_groups(params, reg_embedding, verbose, "AdamCPR"), defaults)
+        super().__init__(constraint_groups(params, reg_embedding, verbose, "AdamCPR"), defaults, fused=fused)
         if not any(g["regularize"] for g in self.param_groups if g["params"]):
             warnings.warn("AdamCPR regularizes no tensor: it is plain Adam", stacklevel=2)
 

@@ -89,13 +89,15 @@ def adam_awd(
     amsgrad: bool,
     maximize: bool,
     foreach: bool,
+    fused: bool = False,
 ) -> None:
     """The functional AdamAWD update: `awd_coefficients_`, ``w <- w - lr * lambda_bar * w``, then Adam."""
     if weight_decay != 0:
         awd_coefficients_(awd_lambdas, grads, params, weight_decay, foreach=foreach)
         each("addcmul_", params, params, awd_lambdas, value=-lr, foreach=foreach)
     adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-         weight_decay=0.0, decoupled_weight_decay=True, amsgrad=amsgrad, maximize=maximize, foreach=foreach)  # fmt: skip
+         weight_decay=0.0, decoupled_weight_decay=True, amsgrad=amsgrad, maximize=maximize, foreach=foreach,
+         fused=fused)  # fmt: skip
 
 
 def adam_adadecay(
@@ -115,13 +117,15 @@ def adam_adadecay(
     amsgrad: bool,
     maximize: bool,
     foreach: bool,
+    fused: bool = False,
 ) -> None:
     """The functional AdamAdaDecay update: ``w <- w - lr * adadecay_rates(g) * w``, then Adam."""
     if weight_decay != 0:
         each("addcmul_", params, params, adadecay_rates(grads, weight_decay, alpha, foreach=foreach), value=-lr,
              foreach=foreach)  # fmt: skip
     adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-         weight_decay=0.0, decoupled_weight_decay=True, amsgrad=amsgrad, maximize=maximize, foreach=foreach)  # fmt: skip
+         weight_decay=0.0, decoupled_weight_decay=True, amsgrad=amsgrad, maximize=maximize, foreach=foreach,
+         fused=fused)  # fmt: skip
 
 
 class AdamAWD(Float32State, Adam):
@@ -153,9 +157,9 @@ class AdamAWD(Float32State, Adam):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, *, amsgrad: bool = False, maximize: bool = False,
-                 foreach: bool | None = None):  # fmt: skip
+                 foreach: bool | None = None, fused: bool = False):  # fmt: skip
         super().__init__(params, lr, betas, eps, weight_decay, decoupled_weight_decay=True, amsgrad=amsgrad,
-                         maximize=maximize, foreach=foreach)  # fmt: skip
+                         maximize=maximize, foreach=foreach, fused=fused)  # fmt: skip
 
     def prepare_update(self, group: dict, params: list[Tensor]) -> tuple[tuple, dict]:
         args, kwargs = super().prepare_update(group, params)
@@ -191,10 +195,10 @@ class AdamAdaDecay(Adam):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, alpha: float = 4.0, *, amsgrad: bool = False, maximize: bool = False,
-                 foreach: bool | None = None):  # fmt: skip
+                 foreach: bool | None = None, fused: bool = False):  # fmt: skip
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, alpha=alpha,
                         decoupled_weight_decay=True, amsgrad=amsgrad, maximize=maximize, foreach=foreach)  # fmt: skip
-        FunctionalOptimizer.__init__(self, params, defaults)  # Adam's checks and state, plus alpha
+        FunctionalOptimizer.__init__(self, params, defaults, fused=fused)  # Adam's checks and state, plus alpha
 
     def check_hyperparameters(self, group: dict) -> None:
         super().check_hyperparameters(group)

@@ -14,6 +14,7 @@ from regkit.optim._functional import (
     momentum_update_,
     nesterov_direction,
 )
+from regkit.optim.fused import fused_sgd_, sgd_fusable
 
 
 def sgd(
@@ -33,13 +34,22 @@ def sgd(
     corrected: bool = False,
     cautious: bool = False,
     lr_max: float | None = None,
+    fused: bool = False,
 ) -> None:
     """The functional SGD update over parallel lists (``momentum_buffers`` unused when ``momentum == 0``).
 
     ``first_steps[i]``: ``momentum_buffers[i]`` is fresh and is set to the gradient. The
     arithmetic and its order are torch.optim.SGD's, so float64 results agree bit for bit.
-    ``corrected`` / ``cautious`` (decoupled decay only; ``lr_max`` a host float): see `SGD`.
+    ``corrected`` / ``cautious`` (decoupled decay only; ``lr_max`` a host float): see `SGD`. ``fused``:
+    torch's fused kernel (`regkit.optim.fused.fused_sgd_`; ``cautious`` and bf16/fp16 keep this path).
     """
+    if fused and not cautious and sgd_fusable(params):
+        fused_sgd_(
+            params, grads, momentum_buffers, first_steps, lr=lr, momentum=momentum, dampening=dampening,
+            nesterov=nesterov, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize, corrected=corrected, lr_max=lr_max,
+        )  # fmt: skip
+        return
     for p, g, bufs, first in device_dtype_buckets(
         params, grads, momentum_buffers, first_steps, foreach=foreach
     ):
@@ -93,7 +103,8 @@ class SGD(FunctionalOptimizer):
         False (needs momentum > 0 and dampening 0). decoupled_weight_decay: default False.
         maximize: ascend the objective, default False. corrected, cautious: default False
         (above). foreach: one ``torch._foreach_*``
-        call per operation; default None = True when every parameter is on CUDA.
+        call per operation; default None = True when every parameter is on CUDA. fused: default
+        False; True runs torch's fused SGD kernel (float32/float64 groups, see `regkit.optim.fused`).
         The positional order ``(lr, momentum, dampening, weight_decay, nesterov)`` is
         torch.optim.SGD's; the other options are keyword-only.
 
@@ -112,6 +123,7 @@ class SGD(FunctionalOptimizer):
     """
 
     functional_update = staticmethod(sgd)
+    fusable = True
 
     def __init__(
         self,
@@ -127,6 +139,7 @@ class SGD(FunctionalOptimizer):
         foreach: bool | None = None,
         corrected: bool = False,
         cautious: bool = False,
+        fused: bool = False,
     ):
         defaults = dict(
             lr=lr,
@@ -140,7 +153,7 @@ class SGD(FunctionalOptimizer):
             corrected=corrected,
             cautious=cautious,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, fused=fused)
 
     def check_hyperparameters(self, group: dict) -> None:
         check_number("lr", group["lr"], 0.0)
@@ -207,8 +220,10 @@ class SGDW(SGD):
         foreach: bool | None = None,
         corrected: bool = False,
         cautious: bool = False,
+        fused: bool = False,
     ):
         super().__init__(
             params, lr, momentum, dampening, weight_decay, nesterov,
             decoupled_weight_decay=True, maximize=maximize, foreach=foreach, corrected=corrected, cautious=cautious,
+            fused=fused,
         )  # fmt: skip

@@ -1,0 +1,137 @@
+"""``fused=True``: torch's fused Adam/SGD kernels for the base step, the methods' additions on the foreach path.
+
+Each fusable class runs the same seeded steps (a new lr every step) fused and foreach, in float32 and
+float64, and must agree within ``FUSED_TOLERANCE``; checkpoints load across the two paths.
+"""
+
+import copy
+
+import pytest
+import torch
+
+import regkit.optim as ro
+from regkit.optim.fused import FUSED_TOLERANCE
+
+SHAPES = [(6, 4), (4,), (3, 2, 2, 2)]
+
+
+def adam_cpr(params, **kwargs):
+    groups = [{"params": [params[0], params[2]], "regularize": True}, {"params": [params[1]], "regularize": False}]
+    return ro.AdamCPR(groups, lr=0.01, reg_step_size=2, verbose=False, **kwargs)  # inflection point, set at step 4
+
+
+MAKERS = {
+    "SGD": lambda ps, **kw: ro.SGD(ps, lr=0.05, momentum=0.9, weight_decay=1e-3, nesterov=True, **kw),
+    "SGDW": lambda ps, **kw: ro.SGDW(ps, lr=0.05, momentum=0.9, weight_decay=1e-2, **kw),
+    "Adam": lambda ps, **kw: ro.Adam(ps, lr=0.01, weight_decay=1e-3, amsgrad=True, **kw),
+    "AdamW": lambda ps, **kw: ro.AdamW(ps, lr=0.01, weight_decay=1e-2, corrected=True, **kw),
+    "SGD_plain_maximize": lambda ps, **kw: ro.SGD(ps, lr=0.05, weight_decay=1e-3, maximize=True, **kw),
+    "SGD_dampening_corrected": lambda ps, **kw: ro.SGD(ps, lr=0.05, momentum=0.5, dampening=0.1, weight_decay=1e-2,
+                                                       decoupled_weight_decay=True, corrected=True, **kw),
+    "Adam_maximize": lambda ps, **kw: ro.Adam(ps, lr=0.01, decoupled_weight_decay=True, weight_decay=1e-2,
+                                              maximize=True, **kw),
+    "AdamW_cautious": lambda ps, **kw: ro.AdamW(ps, lr=0.01, weight_decay=1e-2, cautious=True, **kw),
+    "AdamCPR_pre_step_std": lambda ps, **kw: adam_cpr(ps, reg_order="pre_step", reg_function="std", **kw),
+    "SGD_CPR": lambda ps, **kw: ro.with_cpr(ro.SGD)(ps, lr=0.05, momentum=0.9, verbose=False, **kw),
+    "AdamCPR": adam_cpr,
+    "AdamAWD": lambda ps, **kw: ro.AdamAWD(ps, lr=0.01, weight_decay=1e-2, **kw),
+    "AdamAdaDecay": lambda ps, **kw: ro.AdamAdaDecay(ps, lr=0.01, weight_decay=1e-2, **kw),
+}
+
+
+def tensors(seed: int = 0, dtype=torch.float32) -> list[torch.nn.Parameter]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(s, generator=generator, dtype=torch.float64).to(dtype)) for s in SHAPES]
+
+
+def run(opt, params, steps: range) -> None:
+    """Step with seeded gradients and a decaying lr (a new lr every step, as a scheduler gives)."""
+    for t in steps:
+        for i, p in enumerate(params):
+            p.grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(100 * t + i), dtype=torch.float64).to(p)
+        for group in opt.param_groups:
+            group["lr"] = group.setdefault("base_lr", group["lr"]) * 0.9**t
+        opt.step()
+
+
+def assert_close(ours, theirs, params_a, params_b) -> None:
+    tol = FUSED_TOLERANCE[params_a[0].dtype]
+    for p, q in zip(params_a, params_b, strict=True):
+        torch.testing.assert_close(p, q, **tol)
+        for key, value in ours.state[p].items():
+            torch.testing.assert_close(value, theirs.state[q][key], **tol, check_dtype=True, msg=key)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=["float32", "float64", "bf16"])
+@pytest.mark.parametrize("name", list(MAKERS))
+def test_fused_steps_equal_the_foreach_steps(name, dtype, monkeypatch):
+    calls = []
+    for kernel in ("_fused_adam_", "_fused_adamw_", "_fused_sgd_"):
+        original = getattr(torch, kernel)
+        monkeypatch.setattr(torch, kernel, lambda *a, _k=original, **kw: calls.append(1) or _k(*a, **kw))
+    a, b = tensors(dtype=dtype), tensors(dtype=dtype)
+    reference = MAKERS[name](a, foreach=True)
+    run(reference, a, range(6))
+    assert calls == []
+    fused = MAKERS[name](b, fused=True)
+    run(fused, b, range(6))
+    assert_close(reference, fused, a, b)
+    foreach_only = "cautious" in name or (name.startswith("SGD") and dtype == torch.bfloat16)
+    assert len(calls) == 0 if foreach_only else len(calls) >= 6  # these keep the foreach path
+
+
+def test_fused_is_not_a_param_group_key_and_state_dicts_have_the_same_keys():
+    a, b = tensors(), tensors()
+    reference, fused = MAKERS["AdamCPR"](a, foreach=True), MAKERS["AdamCPR"](b, fused=True)
+    run(reference, a, range(2))
+    run(fused, b, range(2))
+    ours, theirs = fused.state_dict(), reference.state_dict()
+    assert [sorted(g) for g in ours["param_groups"]] == [sorted(g) for g in theirs["param_groups"]]
+    assert "fused" not in ours["param_groups"][0]
+    assert {i: sorted(s) for i, s in ours["state"].items()} == {i: sorted(s) for i, s in theirs["state"].items()}
+
+
+@pytest.mark.parametrize("saved_fused", [True, False], ids=["fused_to_foreach", "foreach_to_fused"])
+def test_checkpoints_load_across_paths_and_the_loader_keeps_its_path(saved_fused):
+    make = MAKERS["AdamW"]
+    a, b = tensors(), tensors()
+    uninterrupted, saver = make(a, fused=saved_fused), make(b, fused=saved_fused)
+    run(uninterrupted, a, range(4))
+    run(saver, b, range(2))
+    c = [torch.nn.Parameter(p.detach().clone()) for p in b]
+    loader = make(c, fused=not saved_fused)
+    loader.load_state_dict(copy.deepcopy(saver.state_dict()))
+    assert loader.fused is (not saved_fused)
+    run(loader, c, range(2, 4))
+    assert_close(uninterrupted, loader, a, c)
+
+
+def test_deepcopy_and_pickle_keep_fused():
+    opt = ro.SGD(tensors(), lr=0.1, fused=True)
+    assert copy.deepcopy(opt).fused is True
+    assert ro.SGD(tensors(), lr=0.1).fused is False
+
+
+def test_fused_with_foreach_true_and_a_non_flag_are_refused():
+    with pytest.raises(ValueError, match="fused=True and foreach=True cannot both be set"):
+        ro.Adam(tensors(), foreach=True, fused=True)
+    opt = ro.Adam(tensors(), fused=True)
+    with pytest.raises(ValueError, match="fused=True and foreach=True"):
+        opt.add_param_group({"params": tensors(1), "foreach": True})
+    with pytest.raises(ValueError, match="fused"):
+        ro.AdamW(tensors(), fused="yes")
+
+
+@pytest.mark.parametrize("cls", [ro.AdamP, ro.SGDP])
+def test_optimizers_without_a_fused_step_refuse_fused(cls):
+    with pytest.raises(ValueError, match=f"{cls.__name__} has no fused step .*use fused=False"):
+        cls(tensors(), lr=0.1, fused=True)
+
+
+def test_a_cautious_group_runs_the_foreach_path_bit_for_bit():
+    a, b = tensors(), tensors()
+    reference, fused = MAKERS["AdamW_cautious"](a, foreach=True), MAKERS["AdamW_cautious"](b, fused=True)
+    run(reference, a, range(3))
+    run(fused, b, range(3))
+    for p, q in zip(a, b, strict=True):
+        assert torch.equal(p, q)
