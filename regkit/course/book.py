@@ -81,8 +81,8 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if cell.cell_type != "code":
             continue
         cell.outputs = [o for o in cell.outputs if _keep_output(o)]
-        if "injected-parameters" in cell.metadata.get("tags", []):
-            cell.source = INJECTED_LABEL + cell.source
+        if "injected-parameters" in cell.metadata.get("tags", []) and not cell.source.startswith(INJECTED_LABEL):
+            cell.source = INJECTED_LABEL + cell.source  # once: the runner's saved copy is cleaned already
     return nb
 
 
