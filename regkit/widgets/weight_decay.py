@@ -172,7 +172,7 @@ def draw_paths(paths: DecayPaths, decay: str, ax=None):
     ax.plot(*paths.path(other).T, "--", color="C1", lw=1.2, alpha=0.8, label=names[other])
     ax.plot(*paths.path(decay).T, "-", color="C0", lw=2.2, label=names[decay])
     ax.plot(*paths.fixed_point(decay), "*", color="C0", ms=15, mec="k", label=f"{names[decay]} settles here")
-    ax.plot(*paths.fixed_point(other), "*", color="C1", ms=11, mec="k", alpha=0.8)
+    ax.plot(*paths.fixed_point(other), "*", color="C1", ms=11, mec="k", alpha=0.8, label=f"{names[other]} settles here")
     ax.plot(*TARGET, "x", color="k", ms=9, mew=2, label="loss minimum")
     if paths.optimizer == "adam" and decay == "decoupled" and paths.weight_decay > 0:
         r = 1 / paths.weight_decay
