@@ -58,3 +58,19 @@ def test_the_executed_copy_drops_progress_bars_and_labels_the_injected_cell_once
     nb = clean(nbformat.read(path, as_version=4))  # the book cleans it again: no second label
     assert nb.cells[1].source == INJECTED_LABEL + 'profile = "full"'
     assert [o.get("text") for o in nb.cells[2].outputs] == ["UserWarning: a real warning\n", "test accuracy 81.2%\n"]
+
+
+def test_every_notebook_names_the_kernel_make_setup_installs():
+    """JupyterLab rewrites a notebook's kernelspec to the running kernel's when it starts: a different
+    display name marks the notebook modified as soon as it opens."""
+    import json
+    import re
+
+    from regkit.course.runner import KERNEL_NAME, NOTEBOOKS_DIR, REPO_ROOT
+
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    name, display = re.search(r'ipykernel install --sys-prefix --name (\S+) --display-name "([^"]+)"', makefile).groups()
+    assert name == KERNEL_NAME
+    expected = {"display_name": display, "language": "python", "name": name}
+    for path in sorted(NOTEBOOKS_DIR.glob("*.ipynb")):
+        assert json.loads(path.read_text())["metadata"]["kernelspec"] == expected, path.name
