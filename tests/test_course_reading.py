@@ -45,6 +45,7 @@ def _executed(path):
     train.outputs = [
         nbformat.v4.new_output("stream", name="stderr", text="00 demo:  42%|████▏     | 126/300 [00:03<00:04]\r"),
         nbformat.v4.new_output("stream", name="stderr", text="UserWarning: a real warning\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="\n"),  # what a closed bar leaves
         nbformat.v4.new_output("stream", name="stdout", text="test accuracy 81.2%\n"),
     ]
     nb.cells = [params, injected, train]
