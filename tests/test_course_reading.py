@@ -62,10 +62,13 @@ def test_the_executed_copy_drops_progress_bars_and_labels_the_injected_cell_once
 
 
 def test_every_notebook_names_the_kernel_make_setup_installs():
-    """JupyterLab rewrites a notebook's kernelspec to the running kernel's when it starts: a different
-    display name marks the notebook modified as soon as it opens."""
+    """JupyterLab rewrites a notebook's kernelspec and language_info to the running kernel's when it
+    starts: any difference marks the notebook modified as soon as it opens. (language_info's version
+    is the course's Python; another Python version marks a notebook modified once.)"""
     import json
     import re
+
+    from ipykernel.ipkernel import IPythonKernel
 
     from regkit.course.runner import KERNEL_NAME, NOTEBOOKS_DIR, REPO_ROOT
 
@@ -73,5 +76,9 @@ def test_every_notebook_names_the_kernel_make_setup_installs():
     name, display = re.search(r'ipykernel install --sys-prefix --name (\S+) --display-name "([^"]+)"', makefile).groups()
     assert name == KERNEL_NAME
     expected = {"display_name": display, "language": "python", "name": name}
+    language = {k: v for k, v in IPythonKernel.language_info.items() if k != "version"}
     for path in sorted(NOTEBOOKS_DIR.glob("*.ipynb")):
-        assert json.loads(path.read_text())["metadata"]["kernelspec"] == expected, path.name
+        metadata = json.loads(path.read_text())["metadata"]
+        assert metadata["kernelspec"] == expected, path.name
+        assert {k: v for k, v in metadata["language_info"].items() if k != "version"} == language, path.name
+        assert metadata["language_info"]["version"].startswith("3."), path.name

@@ -202,9 +202,14 @@ MEASURE_DEMO = """(box, minPx) => {
     return {
         height: box.getBoundingClientRect().height,
         boxWidth: box.getBoundingClientRect().width,
-        images: [...box.querySelectorAll("img")].map(img => ({
-            shown: img.getBoundingClientRect().width, natural: img.naturalWidth,
-            cell: img.parentElement.getBoundingClientRect().width})),
+        images: [...box.querySelectorAll("img")].map(img => {
+            // the room the picture has: its box's width, less its siblings' in a row (controls beside it)
+            const parent = img.parentElement, row = getComputedStyle(parent).flexDirection === "row";
+            const others = row ? [...parent.children].filter(e => e !== img && e.offsetParent !== null)
+                                  .reduce((sum, e) => sum + e.getBoundingClientRect().width, 0) : 0;
+            return {shown: img.getBoundingClientRect().width, natural: img.naturalWidth,
+                    cell: parent.clientWidth - others};
+        }),
         cut: visible.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => `${label(e)}: ${e.scrollWidth} > ${e.clientWidth} px`),
         small: visible.filter(e => parseFloat(getComputedStyle(e).fontSize) < minPx)
                       .map(e => `${label(e)}: ${getComputedStyle(e).fontSize}`),
@@ -268,7 +273,7 @@ def test_notebook_08_presents_each_demo_on_one_screen_and_its_slider_redraws(chr
 
             # present as README "For teachers" says
             _menu(page, "View", "Appearance", "Presentation Mode")
-            expect(page.locator("body")).to_have_class(re.compile("jp-mod-presentationMode"))
+            expect(page.locator("#main.jp-mod-presentationMode")).to_have_count(1)
             if page.locator("#jp-left-stack").is_visible():
                 _menu(page, "View", "Appearance", "Show Left Sidebar")
             expect(page.locator("#jp-left-stack")).to_be_hidden()

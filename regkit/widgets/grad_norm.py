@@ -237,7 +237,7 @@ def grad_norm_widget(point=DEFAULT_POINT, r: float = 0.1, alpha: float = 0.8, dt
     dtype_toggle = widgets.ToggleButtons(options=list(DTYPES), value=dtype, description="precision",
                                          style={**style, "button_width": "auto"})
     image = picture()
-    readout = widgets.HTML()
+    readout = widgets.HTML(layout=widgets.Layout(width="100%"))
 
     def redraw() -> None:
         demo = grad_norm_demo(r_slider.value, alpha_slider.value, point, dtype_toggle.value)
