@@ -105,3 +105,4 @@ def test_legends_do_not_cover_the_curves(drawn):
     grokking.canvas.draw()
     (ax,) = grokking.axes
     assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1  # beside the axes
+    assert ax.get_ylabel() == "accuracy (%)" and max(line.get_ydata().max() for line in ax.lines) == pytest.approx(100)

@@ -35,7 +35,7 @@ PACKAGED_HISTORIES = Path(__file__).parent / "data" / "grokking_quick.json"
 HISTORIES_NAME = "06_grokking"  # the notebook records runs/<profile>/06_grokking.histories.json
 # metric -> (y label, the History columns drawn: exact names, or a prefix ending in "/")
 METRICS = {
-    "accuracy": ("accuracy", ("train_acc", "val_acc")),
+    "accuracy": ("accuracy (%)", ("train_acc", "val_acc")),  # drawn in %, like every accuracy of the course
     "loss": ("cross-entropy", ("train_loss", "val_loss")),
     "weight norm": ("joint L2 norm of all weights", ("weight_norm",)),
     "CPR multiplier": ("multiplier lambda", ("lambda/",)),
@@ -113,7 +113,8 @@ def draw(ax, runs: Mapping[str, History], curves: dict, metric: str, logx: bool)
                 colors[key] = f"C{len(colors) % 10}"
                 handles.append(Line2D([], [], color=colors[key], label=runs[name].meta.get("label", name)
                                       if key == name else key))  # fmt: skip
-            ax.plot(steps, values, color=colors[key], ls="--" if column.startswith(DASHED) else "-")
+            scale = 100.0 if metric == "accuracy" else 1.0
+            ax.plot(steps, scale * values, color=colors[key], ls="--" if column.startswith(DASHED) else "-")
     kinds = METRICS[metric][1]
     if len(kinds) > 1:
         handles += [Line2D([], [], color="0.3", ls="--" if kind.startswith(DASHED) else "-", label=KINDS[kind])
