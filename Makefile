@@ -27,8 +27,10 @@ book: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# JupyterLab with the course's settings (lab/overrides.json): the default kernel starts without a
+# dialog, and no news or update notifications cover the plots.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ --LabApp.app_settings_dir=$(CURDIR)/lab
 
 bench: $(STAMP)
 	$(PY) -m regkit.bench all

@@ -1,4 +1,9 @@
-"""The course's plot style (one seaborn theme and palette) and its plot helpers."""
+"""The course's plot style (one seaborn theme and palette) and its plot helpers.
+
+One style for every plot of the course: axes labelled in words with their units (``metric_label``:
+``test_acc`` is "test accuracy", drawn in %), fonts of at least 11 pt (``use_theme``), legends beside
+the data rather than on it.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,9 @@ from matplotlib.figure import Figure
 from regkit.history import History
 
 PALETTE = "colorblind"
+SPLITS = {"train": "training", "val": "validation", "test": "test"}
+# a metric's suffix -> (its name, the y label, the factor it is drawn with): accuracies in %
+QUANTITIES = {"loss": ("loss", "cross-entropy loss", 1.0), "acc": ("accuracy", "accuracy (%)", 100.0)}
 
 
 def use_theme(context: str = "notebook") -> None:
@@ -23,9 +31,25 @@ def use_theme(context: str = "notebook") -> None:
                       "axes.spines.right": False, "legend.frameon": False})
 
 
+def metric_label(metric: str) -> tuple[str, str, float]:
+    """``(title, y label, factor)`` of a logged History column: ``"test_acc"`` -> ("test accuracy",
+    "accuracy (%)", 100), ``"train_loss"`` -> ("training loss", "cross-entropy loss", 1); another
+    name is its own title and label (factor 1)."""
+    split, _, quantity = metric.partition("_")
+    if split in SPLITS and quantity in QUANTITIES:
+        name, label, factor = QUANTITIES[quantity]
+        return f"{SPLITS[split]} {name}", label, factor
+    return metric, metric, 1.0
+
+
+def legend_beside(ax: Axes, **kwargs):
+    """The legend of ``ax`` to the right of its axes (off the data), top-aligned."""
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
+
+
 def _axes_for(ax: Axes | Sequence[Axes] | None, count: int) -> tuple[Figure, list[Axes]]:
     if ax is None:
-        fig, axes = plt.subplots(1, count, figsize=(4.2 * count, 3.2), squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(1, count, figsize=(4.6 * count, 3.4), squeeze=False, layout="constrained")
         return fig, list(axes[0])
     axes = [ax] if isinstance(ax, Axes) else list(ax)
     if len(axes) != count:
@@ -36,7 +60,8 @@ def _axes_for(ax: Axes | Sequence[Axes] | None, count: int) -> tuple[Figure, lis
 def plot_history(history: History | Mapping[str, History], metrics: str | Sequence[str] = ("train_loss", "val_acc"),
                  *, x: str = "step", logx: bool = False, logy: bool = False,
                  ax: Axes | Sequence[Axes] | None = None) -> tuple[Figure, list[Axes]]:
-    """One panel per metric, one line per run (same colour for a run in every panel).
+    """One panel per metric, one line per run (same colour for a run in every panel, named in one legend
+    beside the last panel); titles and y labels in words (`metric_label`), accuracies in %.
 
     ``history``: one History or ``{label: History}``; rows where a metric was not logged are
     skipped. ``ax``: an Axes (one metric) or one Axes per metric; default a new figure.
@@ -54,12 +79,14 @@ def plot_history(history: History | Mapping[str, History], metrics: str | Sequen
         if not present:
             logged = sorted({c for df in frames.values() for c in df.columns})
             raise ValueError(f"metric {metric!r} (or x={x!r}) was never logged; logged: {', '.join(logged)}")
+        title, ylabel, factor = metric_label(metric)
         for label, df in present.items():
             data = df[[x, metric]].dropna()
-            panel.plot(data[x], data[metric], label=label or None, color=colors[label])
-        panel.set(title=metric, xlabel=x, xscale="log" if logx else "linear", yscale="log" if logy else "linear")
-        if len(runs) > 1:
-            panel.legend()
+            panel.plot(data[x], factor * data[metric], label=label or None, color=colors[label])
+        panel.set(title=title, xlabel="optimizer step" if x == "step" else x, ylabel=ylabel,
+                  xscale="log" if logx else "linear", yscale="log" if logy else "linear")
+    if len(runs) > 1:
+        legend_beside(axes[-1])  # one legend: a run has the same colour in every panel
     return fig, axes
 
 
@@ -92,7 +119,7 @@ def heatmap(data: pd.DataFrame, x: str, y: str, value: str, *, best: str | None 
     grid = cells.pivot(index="y", columns="x", values="v").sort_index().sort_index(axis=1)
     values = grid.to_numpy(dtype=float)
     if ax is None:
-        fig, ax = plt.subplots(figsize=(0.75 * values.shape[1] + 2.2, 0.55 * values.shape[0] + 1.4),
+        fig, ax = plt.subplots(figsize=(0.95 * values.shape[1] + 2.2, 0.6 * values.shape[0] + 1.4),
                                layout="constrained")
     else:
         fig = ax.figure
@@ -101,7 +128,7 @@ def heatmap(data: pd.DataFrame, x: str, y: str, value: str, *, best: str | None 
     for (i, j), v in np.ndenumerate(values):
         if np.isfinite(v):
             r, g, b, _ = colormap(image.norm(v))
-            ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=8,
+            ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=11,
                     color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
     if best is not None and np.isfinite(values).any():
         i, j = np.unravel_index(np.nanargmin(values) if best == "min" else np.nanargmax(values), values.shape)
@@ -142,7 +169,7 @@ def mean_lines(data: pd.DataFrame, x: str, y: str, *, std: str | None = None, hu
         logx = bool(values.notna().all() and (values > 0).all() and values.max() >= 10 * values.min())
     ax.set(xlabel=x, ylabel=y, xscale="log" if logx else "linear")
     if hue is not None:
-        ax.legend()
+        legend_beside(ax)
     return fig, ax
 
 

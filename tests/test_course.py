@@ -49,6 +49,13 @@ def read_json(path):
 
 # --- runner ---------------------------------------------------------------------------------
 
+def test_the_saved_executed_copy_labels_the_injected_parameters_once(course_run):
+    nb = nbformat.read(course_run["out"] / "02_records.ipynb", as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and injected[0].source.startswith("# Parameters of this run, injected by papermill")
+    assert injected[0].source.count("injected by papermill") == 1
+
+
 def test_injected_parameter_reaches_the_recorded_result(course_run):
     recorded = read_json(course_run["out"] / "02_records.results.json")
     assert recorded[KEY]["value"] == 3 * 7  # quick profile's steps (3) times the injected scale
@@ -346,4 +353,4 @@ def test_record_outside_the_runner_keeps_values_in_memory(monkeypatch, capsys):
     monkeypatch.setattr(recording, "_interactive", {})
     record("loss", 0.123456789, steps=10)
     assert results() == {"loss": 0.123456789}
-    assert capsys.readouterr().out == "recorded loss = 0.123457  (steps=10)\n"
+    assert capsys.readouterr().out == ""  # recorded() shows the table at the end of a notebook

@@ -160,7 +160,7 @@ def test_file_url_download_and_auto_prefers_local_cifar10(tmp_path, monkeypatch,
     check_cifar(load_images("cifar10", root=root, verbose=False), arrays)
     dataset = load_images("auto", root=root)
     check_cifar(dataset, arrays)
-    assert dataset.name == "cifar10" and f"auto: found {root / CIFAR10}" in capsys.readouterr().out
+    assert dataset.name == "cifar10" and f"auto chose CIFAR-10: its archive is {root / CIFAR10}." in capsys.readouterr().out
 
 
 def test_bad_checksum_raises_keeps_nothing_and_unpickles_nothing(served, tmp_path, monkeypatch):

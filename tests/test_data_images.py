@@ -40,7 +40,7 @@ def test_auto_falls_back_to_fashion_mnist_and_says_why(tmp_path, capsys):
     out = capsys.readouterr().out
     assert dataset.name == "fashion_mnist" and len(dataset.x_train) == 100
     assert f"using fashion_mnist: 100 train / 10000 test images 1x28x28, 10 classes, from {DEBIAN_DIR}" in out
-    assert f"auto: no {tmp_path / 'cifar-10-python.tar.gz'}, and auto never downloads CIFAR-10" in out
+    assert f"auto chose full Fashion-MNIST: there is no {tmp_path / 'cifar-10-python.tar.gz'}, and auto never downloads CIFAR-10." in out
 
 
 def test_train_size_keeps_the_first_images_and_recomputes_statistics():

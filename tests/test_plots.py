@@ -30,11 +30,16 @@ def test_use_theme_sets_the_course_palette():
 def test_plot_history_draws_one_line_per_run_and_metric_with_the_logged_points():
     runs = {"sgd": history(1.0), "adam": history(0.5)}
     fig, axes = plot_history(runs, logx=True)
-    assert len(axes) == 2 and [a.get_title() for a in axes] == ["train_loss", "val_acc"]
+    assert len(axes) == 2 and [a.get_title() for a in axes] == ["training loss", "validation accuracy"]
+    assert [a.get_ylabel() for a in axes] == ["cross-entropy loss", "accuracy (%)"]
+    assert axes[0].get_xlabel() == "optimizer step"
     loss_lines, acc_lines = axes[0].get_lines(), axes[1].get_lines()
     assert [line.get_label() for line in loss_lines] == ["sgd", "adam"]
     assert list(acc_lines[1].get_xdata()) == [3, 6]  # only the evaluated steps
-    assert list(acc_lines[1].get_ydata()) == pytest.approx([1 - 0.5 / 3, 1 - 0.5 / 6])
+    assert list(acc_lines[1].get_ydata()) == pytest.approx([100 * (1 - 0.5 / 3), 100 * (1 - 0.5 / 6)])  # in %
+    fig.canvas.draw()
+    assert axes[0].get_legend() is None  # one legend, beside the last panel, off its data
+    assert axes[1].get_legend().get_window_extent().x0 >= axes[1].get_window_extent().x1
     assert loss_lines[0].get_color() == acc_lines[0].get_color() != loss_lines[1].get_color()
     assert axes[0].get_xscale() == "log" and axes[0].get_yscale() == "linear"
     plt.close(fig)

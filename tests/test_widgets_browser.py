@@ -1,10 +1,15 @@
 """Notebook 08 in a real browser: JupyterLab on 127.0.0.1, Debian's Chromium driven by Playwright.
 
 The test starts JupyterLab (a free port, a token, a temporary root holding a copy of the notebook,
-every Jupyter/IPython/matplotlib directory redirected to temporary ones), runs all cells, moves the
-first slider of the first demo with the keyboard and checks that the displayed PNG changed. A
-screenshot goes to the test's output folder (``tmp_path``). The server, and every kernel it
-started, is stopped in the fixture's teardown, also when the test fails.
+every Jupyter/IPython/matplotlib directory redirected to temporary ones, and the settings of
+``make lab``: ``lab/overrides.json``) in a 1280x720 window. It checks that opening the notebook does not
+mark it modified, then presents it as README "For teachers" says (*View > Appearance > Presentation Mode*,
+the left sidebar hidden), runs all cells, and measures each demo in the DOM: it fits one screen
+(<= 650 px tall), no control's label or readout is cut off (text width <= box width), every control's
+text is at least 11 pt, and each picture fills the width of its box without being upscaled. A
+screenshot per demo goes to ``runs/browser/`` (``REGKIT_BROWSER_SHOTS`` overrides). Finally it moves
+the first slider of the first demo with the keyboard and checks that the displayed PNG changed. The
+server, and every kernel it started, is stopped in the fixture's teardown, also when the test fails.
 
 Chromium is Debian's (``apt-get install chromium``; never ``playwright install``). All traffic
 stays on 127.0.0.1: the browser aborts requests to any other host. Without Chromium the test is
@@ -33,19 +38,22 @@ from urllib.parse import urlparse
 import pytest
 
 from regkit.headless import HEADLESS_ENV
+from regkit.widgets.gallery import DEMOS
+from regkit.widgets.presentation import DEMO_CLASS, PIXEL_RATIO
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "08_classroom_demos.ipynb"
 CHROMIUM = Path(os.environ.get("REGKIT_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-# No "Select Kernel" dialog, no news or update notifications (they would cover the notebook).
-OVERRIDES = {
-    "@jupyterlab/notebook-extension:tracker": {"autoStartDefaultKernel": True},
-    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
-}
+# The settings `make lab` starts JupyterLab with: no "Select Kernel" dialog, no news or update notifications.
+OVERRIDES = REPO / "lab" / "overrides.json"
+SHOTS = Path(os.environ.get("REGKIT_BROWSER_SHOTS", REPO / "runs" / "browser"))
+SCREEN = {"width": 1280, "height": 720}
+MAX_DEMO_HEIGHT_PX = 650  # one screen at 1280x720, with JupyterLab's menu and tab bars
+MIN_TEXT_PX = 11 * 96 / 72 - 0.1  # 11 pt
 SERVER_START_S = 60
-RUN_ALL_S = 150  # every cell of notebook 08, in a kernel started by the server
+RUN_ALL_S = 240  # every cell of notebook 08, in a kernel started by the server
 
 
 def require_chromium() -> Path:
@@ -135,7 +143,7 @@ def lab(chromium, tmp_path):
     shutil.copy(NOTEBOOK, root)  # the server autosaves into this copy, never into the repository
     settings = tmp_path / "app_settings"
     settings.mkdir()
-    (settings / "overrides.json").write_text(json.dumps(OVERRIDES))
+    shutil.copy(OVERRIDES, settings / "overrides.json")
     port, token, log = free_port(), secrets.token_hex(16), tmp_path / "jupyterlab.log"
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", "--ServerApp.allow_root=True",
                f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
@@ -185,14 +193,73 @@ def settled_png(page, image, timeout_s: float = 30) -> bytes:
     pytest.fail(f"the demo's picture did not settle within {timeout_s} s")
 
 
-def test_notebook_08_slider_changes_the_displayed_picture(chromium, lab, tmp_path):
+# Per demo: its height, its pictures (shown and natural widths, the box width) and every control text
+# that is cut off (scrollWidth > clientWidth) or smaller than 11 pt.
+MEASURE_DEMO = """(box, minPx) => {
+    const texts = box.querySelectorAll(".widget-label, .widget-label-basic, .widget-readout, button, select");
+    const visible = [...texts].filter(e => e.offsetParent !== null && e.textContent.trim());
+    const label = e => `${e.className.split(" ")[0]} '${e.textContent.trim()}'`;
+    return {
+        height: box.getBoundingClientRect().height,
+        boxWidth: box.getBoundingClientRect().width,
+        images: [...box.querySelectorAll("img")].map(img => {
+            // the room the picture has: its box's width, less its siblings' in a row (controls beside it)
+            const parent = img.parentElement, row = getComputedStyle(parent).flexDirection === "row";
+            const others = row ? [...parent.children].filter(e => e !== img && e.offsetParent !== null)
+                                  .reduce((sum, e) => sum + e.getBoundingClientRect().width, 0) : 0;
+            return {shown: img.getBoundingClientRect().width, natural: img.naturalWidth,
+                    cell: parent.clientWidth - others};
+        }),
+        cut: visible.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => `${label(e)}: ${e.scrollWidth} > ${e.clientWidth} px`),
+        small: visible.filter(e => parseFloat(getComputedStyle(e).fontSize) < minPx)
+                      .map(e => `${label(e)}: ${getComputedStyle(e).fontSize}`),
+        texts: visible.length,
+    };
+}"""
+
+
+def _menu(page, *path: str) -> None:
+    """Click a menu bar item, then its submenus and command (exact labels)."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{re.escape(path[0])}$")).click()
+    for label in path[1:]:
+        page.locator(".lm-Menu:visible .lm-Menu-itemLabel", has_text=re.compile(f"^{re.escape(label)}$")).last.click()
+
+
+def _check_demos(page) -> list[str]:
+    """Measure every demo (see MEASURE_DEMO) and save a screenshot of each; return the problems found."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    demos, problems = page.locator(f".jp-OutputArea-output .{DEMO_CLASS}"), []
+    assert demos.count() == len(DEMOS), f"{demos.count()} demos displayed, {len(DEMOS)} in the gallery"
+    for i, name in enumerate(DEMOS):
+        demo = demos.nth(i)
+        demo.evaluate("box => box.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(500)
+        size = demo.evaluate(MEASURE_DEMO, MIN_TEXT_PX)
+        page.screenshot(path=str(SHOTS / f"08_{i + 1}_{name}.png"))
+        print(f"{name}: {json.dumps(size)}")
+        if size["height"] > MAX_DEMO_HEIGHT_PX:
+            problems.append(f"{name}: {size['height']:.0f} px tall > {MAX_DEMO_HEIGHT_PX}")
+        problems += [f"{name}: cut off: {cut}" for cut in size["cut"]]
+        problems += [f"{name}: under 11 pt: {small}" for small in size["small"]]
+        for image in size["images"]:
+            if image["shown"] < 0.97 * image["cell"]:
+                problems.append(f"{name}: picture {image['shown']:.0f} px wide in a {image['cell']:.0f} px box")
+            if image["shown"] > image["natural"] / PIXEL_RATIO * 1.25:
+                problems.append(f"{name}: picture upscaled: shown {image['shown']:.0f} px, drawn for "
+                                f"{image['natural'] / PIXEL_RATIO:.0f} px")
+        if not size["texts"]:
+            problems.append(f"{name}: no control text found")
+    return problems
+
+
+def test_notebook_08_presents_each_demo_on_one_screen_and_its_slider_redraws(chromium, lab, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     screenshot = tmp_path / "08_classroom_demos.png"
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
+            viewport=SCREEN,
         )  # fmt: skip
         try:
             context.route("**/*", _local_only)
@@ -200,15 +267,28 @@ def test_notebook_08_slider_changes_the_displayed_picture(chromium, lab, tmp_pat
             page.goto(f"{lab.url}/lab/tree/{NOTEBOOK.name}?token={lab.token}")
             # the toolbar says idle before a kernel exists; the status bar names the kernel once it runs
             expect(page.locator("#jp-main-statusbar")).to_contain_text(re.compile(r"Python 3.*\| Idle"), timeout=90_000)
-            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-            page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+            page.wait_for_timeout(2000)
+            tab = page.locator(".lm-TabBar-tab", has_text=NOTEBOOK.name)
+            assert "jp-mod-dirty" not in (tab.get_attribute("class") or ""), "opening the notebook marked it modified"
 
-            # the last cell records the redraw times: all cells have run
-            expect(page.locator(".jp-NotebookPanel .jp-OutputArea-output", has_text="recorded widgets.")
-                   .first).to_be_visible(timeout=RUN_ALL_S * 1000)  # fmt: skip
+            # present as README "For teachers" says
+            _menu(page, "View", "Appearance", "Presentation Mode")
+            expect(page.locator("#main.jp-mod-presentationMode")).to_have_count(1)
+            if page.locator("#jp-left-stack").is_visible():
+                _menu(page, "View", "Appearance", "Show Left Sidebar")
+            expect(page.locator("#jp-left-stack")).to_be_hidden()
+            _menu(page, "Run", "Run All Cells")
+
+            # the last cell shows the recorded redraw times: all cells have run
+            expect(page.locator(".jp-NotebookPanel .jp-OutputArea-output", has_text="widgets.dynamics.max_update_cpu_ms")
+                   .first).to_be_attached(timeout=RUN_ALL_S * 1000)  # fmt: skip
             assert page.locator(".jp-NotebookPanel [data-mime-type='application/vnd.jupyter.stderr']",
                                 has_text="Error").count() == 0  # fmt: skip
-            demo = page.locator(".jp-OutputArea-output").filter(has=page.locator(".widget-slider")).first
+            problems = _check_demos(page)
+            assert not problems, "\n".join(problems)
+
+            demo = page.locator(f".jp-OutputArea-output .{DEMO_CLASS}").first
+            demo.evaluate("box => box.scrollIntoView({block: 'start'})")
             handle, readout = demo.locator(".noUi-handle").first, demo.locator(".widget-readout").first
             image = demo.locator("img").first
             expect(image).to_have_attribute("src", re.compile(r"^(blob|data):"), timeout=30_000)
@@ -231,4 +311,4 @@ def test_notebook_08_slider_changes_the_displayed_picture(chromium, lab, tmp_pat
             raise
         finally:
             context.close()
-    print(f"screenshot: {screenshot}")
+    print(f"screenshots: {screenshot}, {SHOTS}")

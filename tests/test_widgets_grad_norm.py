@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from regkit.widgets import grad_norm as demo_module
+from regkit.widgets.gallery import controls as gallery_controls
 from regkit.widgets.grad_norm import grad_norm_demo, grad_norm_widget, loss_surface
 
 torch.set_num_threads(1)
@@ -51,8 +52,9 @@ def test_error_curves_have_the_derived_orders_and_float32_bottoms_out_at_a_large
 
 def test_widget_redraws_for_every_control_and_rejects_bad_values():
     widget = grad_norm_widget()
-    controls = {c.description: c for c in widget.children[0].children + (widget.children[1],)}
-    image, readout = widget.children[2], widget.children[3]
+    controls = gallery_controls(widget)
+    assert set(controls) == {"r", "alpha", "precision"}
+    image, readout = widget.children[-2], widget.children[-1]
     assert image.value[:8] == b"\x89PNG\r\n\x1a\n" and "r = 1.0e-01" in readout.value
     seen = {(image.value, readout.value)}
     for name, value in (("r", 1e-3), ("alpha", 1.5), ("precision", "float32")):

@@ -66,7 +66,8 @@ def executed_notebooks(run_dir: Path) -> list[Path]:
 
 def _keep_output(output) -> bool:
     if output.get("output_type") == "stream" and output.get("name") == "stderr":
-        return not PROGRESS_BAR.search(output.get("text", "")) and "\r" not in output.get("text", "")
+        text = output.get("text", "")  # a closed progress bar leaves a bare newline behind
+        return bool(text.strip()) and not PROGRESS_BAR.search(text) and "\r" not in text
     if output.get("output_type") in ("display_data", "execute_result") and WIDGET_VIEW in output.get("data", {}):
         del output["data"][WIDGET_VIEW]
         output["data"].pop("text/plain", None)  # the widget's repr ("HBox(children=...)") says nothing on a page
@@ -81,8 +82,8 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if cell.cell_type != "code":
             continue
         cell.outputs = [o for o in cell.outputs if _keep_output(o)]
-        if "injected-parameters" in cell.metadata.get("tags", []):
-            cell.source = INJECTED_LABEL + cell.source
+        if "injected-parameters" in cell.metadata.get("tags", []) and not cell.source.startswith(INJECTED_LABEL):
+            cell.source = INJECTED_LABEL + cell.source  # once: the runner's saved copy is cleaned already
     return nb
 
 

@@ -1,4 +1,7 @@
-"""Record a notebook's key results: ``record(name, value, **meta)`` and ``results()``.
+"""Record a notebook's key results: ``record(name, value, **meta)``, ``results()`` and ``recorded()``.
+
+``record`` prints nothing (a notebook records many numbers); ``recorded()`` shows them once, as a
+table, at the end of the notebook.
 
 Under the course runner the environment variable ``REGKIT_RESULTS_FILE`` names a JSON file beside
 the executed notebook; each ``record`` merges one entry into it atomically (read, update, write a
@@ -65,7 +68,12 @@ def write_json_atomically(path: Path, data: Any) -> None:
 def _format(value: Any) -> str:
     if isinstance(value, float) and math.isfinite(value):
         return f"{value:.6g}"
-    return repr(value)
+    return value if isinstance(value, str) else repr(value)
+
+
+def _entries() -> dict[str, dict[str, Any]]:
+    target = os.environ.get(RESULTS_FILE_ENV)
+    return read_results(target) if target else _interactive
 
 
 def record(name: str, value: Any, **meta: Any) -> Any:
@@ -76,7 +84,7 @@ def record(name: str, value: Any, **meta: Any) -> Any:
 
         record("cpr.cifar100.resnet18.adamw.acc", 100 * acc, dataset=data.name, steps=cfg.steps)
 
-    Returns the stored (JSON-converted) value.
+    Returns the stored (JSON-converted) value; prints nothing (``recorded()`` shows the table).
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"record: name must be a non-empty str, got {name!r}")
@@ -89,13 +97,24 @@ def record(name: str, value: Any, **meta: Any) -> Any:
         write_json_atomically(path, data)
     else:
         _interactive[name] = entry
-    details = ", ".join(f"{k}={_format(v)}" for k, v in entry["meta"].items())
-    print(f"recorded {name} = {_format(entry['value'])}" + (f"  ({details})" if details else ""))
     return entry["value"]
 
 
 def results() -> dict[str, Any]:
     """The values recorded so far, ``{name: value}``: from the runner's results file, else from memory."""
-    target = os.environ.get(RESULTS_FILE_ENV)
-    entries = read_results(target) if target else _interactive
-    return {name: entry["value"] for name, entry in entries.items()}
+    return {name: entry["value"] for name, entry in _entries().items()}
+
+
+def recorded():
+    """The results recorded so far as a table (a pandas DataFrame, one row per result): ``result``,
+    ``value`` (6 significant digits), ``unit`` and the other ``meta`` as ``details``. A notebook's last
+    cell shows it; it is empty (no rows) before anything was recorded."""
+    import pandas as pd
+
+    rows = []
+    for name, entry in _entries().items():
+        meta = dict(entry["meta"])
+        unit = meta.pop("unit", "")
+        rows.append({"result": name, "value": _format(entry["value"]), "unit": unit,
+                     "details": ", ".join(f"{k}={_format(v)}" for k, v in meta.items())})
+    return pd.DataFrame(rows, columns=["result", "value", "unit", "details"])

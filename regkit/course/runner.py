@@ -4,7 +4,9 @@ For each selected notebook ``NN_topic.ipynb`` (in order) the runner injects ``pr
 user's parameters, executes it with the ``python3`` kernel in the repository root, and writes to
 ``out_dir`` (default ``runs/<profile>/``):
 
-- ``NN_topic.ipynb``: the executed notebook (kept, partial, when a cell fails),
+- ``NN_topic.ipynb``: the executed notebook (kept, partial, when a cell fails), readable offline: its
+  progress bars (tqdm on stderr, widget views) are dropped and the cell papermill injects with the
+  run's parameters is labelled (``regkit.course.book.clean``),
 - ``NN_topic.results.json``: what the notebook ``record``-ed,
 - ``manifest.json``: per notebook its parameters, content hash, status, failing cell and error,
   duration, regkit git commit, torch version and device (``resume`` reads it),
@@ -208,6 +210,16 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
+def tidy_executed(path: Path) -> None:
+    """Clean an executed notebook in place for offline reading (`regkit.course.book.clean`)."""
+    import nbformat
+
+    from regkit.course.book import clean
+
+    nb = nbformat.read(path, as_version=4)
+    nbformat.write(clean(nb), path)
+
+
 def execute(
     nb: CourseNotebook, parameters: dict[str, Any], out_dir: Path, *, root: Path, cell_timeout: float | None,
     log_output: bool, progress_bar: bool, results_name: str | None = None, env: Mapping[str, str] | None = None,
@@ -244,6 +256,8 @@ def execute(
     except Exception as error:  # any failure of one notebook is reported; the others still run
         cell, message, traceback = describe_failure(error, nb, cell_timeout)
         entry.update(status="failed", failed_cell=cell, error=message, traceback=traceback)
+    if writing[executed].exists():
+        tidy_executed(writing[executed])
     for path, partial in writing.items():
         if partial.exists():
             os.replace(partial, path)

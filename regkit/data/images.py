@@ -66,15 +66,17 @@ def _auto(folder: Path, download: bool, isolated: bool) -> tuple[str, tuple, Pat
     """CIFAR-10 if its archive is in the data root, else full Fashion-MNIST, else the embedded subset."""
     cifar = folder / SOURCES["cifar10"][0].filename
     if cifar.exists():
-        return "cifar10", *load_cifar("cifar10", folder, False), f"auto: found {cifar}"
-    reason = f"auto: no {cifar}, and auto never downloads CIFAR-10"
+        return "cifar10", *load_cifar("cifar10", folder, False), f"auto chose CIFAR-10: its archive is {cifar}."
+    missing = f"there is no {cifar}"
     try:
-        return "fashion_mnist", *_load("fashion_mnist", folder, download, isolated), reason
+        return "fashion_mnist", *_load("fashion_mnist", folder, download, isolated), \
+            f"auto chose full Fashion-MNIST: {missing}, and auto never downloads CIFAR-10."
     except DatasetUnavailable:
         local = folder / "fashion-mnist"
         why = (f"is not in {local}, the only place {ISOLATED_ENV}=1 lets it look" if isolated
                else f"is neither in {local} nor in {DEBIAN_DIR}, and could not be downloaded")
-        return EMBEDDED, *load_embedded(), f"{reason}; full Fashion-MNIST {why}; fell back to the embedded subset"
+        return EMBEDDED, *load_embedded(), (f"auto chose the embedded subset: {missing}, auto never downloads "
+                                            f"CIFAR-10, and full Fashion-MNIST {why}.")
 
 
 def load_images(
@@ -117,5 +119,5 @@ def load_images(
             dataset, x_train=dataset.x_train[:train_size], y_train=dataset.y_train[:train_size]
         )
     if verbose:
-        print(f"regkit.data: using {dataset}" + (f" ({reason})" if reason else ""), flush=True)
+        print(f"regkit.data: using {dataset}." + (f" {reason}" if reason else ""), flush=True)
     return dataset

@@ -6,6 +6,9 @@ state, no ``Output`` capture). Notebooks display a demo with ``show(builder)``: 
 in JupyterLab, a static picture of its first state when executed headless by the course runner
 (see ``regkit.headless``).
 
+Every demo shares one look (`regkit.widgets.presentation`): fonts of at least 11 pt in its picture
+and its controls, the picture at the full width of the output, a gallery-wide `set_scale` for a big room.
+
 Every builder refuses a starting value its slider cannot show (`in_range`: ipywidgets would clamp
 it silently) and redraws through `redraw_on_change`: a value the demo refuses (NaN, say) raises,
 and the control goes back to its last drawn value, so the widget keeps working.
@@ -80,10 +83,13 @@ def redraw_on_change(controls: Iterable, redraw: Callable[[], None]) -> None:
         control.observe(on_change, names="value")
 
 
-def figure_png(figure, dpi: int = 80) -> bytes:
-    """A matplotlib ``Figure`` (built without pyplot) as PNG bytes for an ``ipywidgets.Image``."""
+def figure_png(figure, dpi: float | None = None) -> bytes:
+    """A matplotlib ``Figure`` (built without pyplot) as PNG bytes for an ``ipywidgets.Image``, at ``dpi``
+    (default: the presentation resolution, `regkit.widgets.presentation.dpi`)."""
+    from regkit.widgets.presentation import dpi as presentation_dpi
+
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
+    figure.savefig(buffer, format="png", dpi=presentation_dpi() if dpi is None else dpi)
     return buffer.getvalue()
 
 

@@ -18,6 +18,7 @@ import torch
 from regkit._validate import check_number
 from regkit.optim import AdamCPR
 from regkit.widgets import figure_png, in_range, redraw_on_change
+from regkit.widgets.presentation import DESIGN_WIDTH_IN, demo_box, picture, picture_style
 
 TARGET = (1.6, 1.2)  # w*, ||w*||^2 = 4: bounds below 4 bind
 
@@ -63,25 +64,27 @@ def draw(axes, run: dict[str, np.ndarray], kappa: float) -> None:
     r_ax.plot(run["step"], run["R"], label=r"$R(w)=\|w\|^2$")
     r_ax.axhline(kappa, color="k", ls=":", label=r"$\kappa$")
     r_ax.axhline(sum(t * t for t in TARGET), color="gray", ls="--", lw=0.8, label=r"$\|w^*\|^2$")
-    r_ax.set(xlabel="step", title="measure vs bound")
-    r_ax.legend(loc="lower right")
+    r_ax.set(xlabel="step", ylabel=r"$\|w\|^2$", title="measure vs bound",
+             ylim=(0, 1.45 * max(kappa, float(run["R"].max()), 4.0)))  # headroom: the legend sits above the curves
+    r_ax.legend(loc="upper center", ncols=3, handlelength=1.2, columnspacing=0.8)
     lam_ax.plot(run["step"], run["lambda"], color="C4")
-    lam_ax.set(xlabel="step", title=r"multiplier $\lambda$")
+    lam_ax.set(xlabel="step", ylabel=r"$\lambda$", title=r"multiplier $\lambda$")
     theta = np.linspace(0, 2 * np.pi, 200)
     path_ax.fill(math.sqrt(kappa) * np.cos(theta), math.sqrt(kappa) * np.sin(theta), alpha=0.15, label="feasible")
     path_ax.plot(run["w"][:, 0], run["w"][:, 1], lw=0.8)
     path_ax.plot(*TARGET, "k*", label=r"$w^*$")
-    path_ax.set(aspect="equal", title="path of w")
-    path_ax.legend(loc="lower right", fontsize="small")
+    path_ax.set(aspect="equal", xlabel="$w_1$", ylabel="$w_2$", title="path of w")
+    path_ax.legend(loc="lower left")
 
 
-def render_png(run: dict[str, np.ndarray], kappa: float, dpi: int = 90) -> bytes:
-    """`draw` on a figure of its own (no pyplot state), as PNG bytes."""
+def render_png(run: dict[str, np.ndarray], kappa: float, dpi: float | None = None) -> bytes:
+    """`draw` on a figure of its own (no pyplot state), as PNG bytes (`regkit.widgets.presentation` style)."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(12, 3.4), layout="constrained")
-    draw(figure.subplots(1, 3), run, kappa)
-    return figure_png(figure, dpi)
+    with picture_style():
+        figure = Figure(figsize=(DESIGN_WIDTH_IN, 3.6), layout="constrained")
+        draw(figure.subplots(1, 3), run, kappa)
+        return figure_png(figure, dpi)
 
 
 def cpr_widget(kappa: float = 1.0, kappa_update: float = 1.0, steps: int = 300):
@@ -95,7 +98,7 @@ def cpr_widget(kappa: float = 1.0, kappa_update: float = 1.0, steps: int = 300):
     import ipywidgets as widgets
 
     cpr_toy_run(kappa, kappa_update, steps)  # validate before building anything
-    style = {"description_width": "100px"}
+    style = {"description_width": "initial"}
     controls = {
         "kappa": in_range("kappa", kappa, widgets.FloatLogSlider(
             value=kappa, base=10, min=-1, max=1, step=0.05, description="kappa", readout_format=".3g", style=style)),
@@ -103,9 +106,8 @@ def cpr_widget(kappa: float = 1.0, kappa_update: float = 1.0, steps: int = 300):
             value=kappa_update, base=10, min=-2, max=1, step=0.1, description="kappa_update", readout_format=".3g",
             style=style)),
     }  # fmt: skip
-    image = widgets.Image(format="png", layout=widgets.Layout(width="960px"))
-    box = widgets.VBox([widgets.HBox(list(controls.values())), image])
-    box.controls = controls
+    image = picture()
+    box = demo_box([widgets.HBox(list(controls.values())), image], controls)
 
     def redraw():
         k, mu = float(controls["kappa"].value), float(controls["kappa_update"].value)

@@ -20,6 +20,7 @@ import torch
 from regkit.optim import SGDW, AdamW
 from regkit.rotation import adamw_equilibrium, angular_updates, neuron_norms, sgd_equilibrium
 from regkit.widgets import figure_png, in_range, redraw_on_change
+from regkit.widgets.presentation import DESIGN_WIDTH_IN, demo_box, picture, picture_style
 
 SCHEDULES = ("constant", "cosine", "cosine, corrected")
 OPTIMIZERS = ("adamw", "sgdw")
@@ -108,7 +109,7 @@ def draw(curves: dict[str, np.ndarray], title: str = "", fig=None):
     and the RMS angle per step, each with its predicted equilibrium (dashed), and the gradient norm."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 3.4), layout="constrained") if fig is None else fig
+    fig = Figure(figsize=(DESIGN_WIDTH_IN, 3.6), layout="constrained") if fig is None else fig
     axes = fig.subplots(1, 3)
     step = curves["step"]
     for ax, key, label in ((axes[0], "norm", r"RMS row norm $\|w_i\|$"),
@@ -127,33 +128,37 @@ def draw(curves: dict[str, np.ndarray], title: str = "", fig=None):
     return fig
 
 
-def render_png(curves: dict[str, np.ndarray], title: str = "", dpi: int = 80) -> bytes:
-    """`draw` on a figure of its own, as PNG bytes."""
-    return figure_png(draw(curves, title), dpi)
+def render_png(curves: dict[str, np.ndarray], title: str = "", dpi: float | None = None) -> bytes:
+    """`draw` on a figure of its own, as PNG bytes (`regkit.widgets.presentation` style)."""
+    with picture_style():
+        return figure_png(draw(curves, title), dpi)
 
 
 def dynamics_widget(lr: float = 0.01, weight_decay: float = 0.1, beta1: float = 0.9, schedule: str = "constant",
                     steps: int = 1000):
     """Sliders (lr, weight decay, beta1) and a schedule toggle redrawing AdamW's `random_walk`.
 
-    Returns a ``VBox`` whose last child is an ``Image`` holding `render_png`'s PNG; ``box.controls``
+    Returns a box (`regkit.widgets.presentation.demo_box`) whose last child is an ``Image`` holding `render_png`'s PNG; ``box.controls``
     maps names to the controls, ``box.drawn`` holds the curves last drawn.
     """
     import ipywidgets as widgets
 
     _check("adamw", lr, weight_decay, beta1, schedule, steps, 32, 64)
+    style = {"description_width": "initial"}
     controls = {
         "lr": in_range("lr", lr, widgets.FloatLogSlider(value=lr, base=10, min=-4, max=-1, step=0.25,
-                                                        description="lr", readout_format=".2g")),
+                                                        description="lr", readout_format=".2g", style=style)),
         "weight_decay": in_range("weight_decay", weight_decay, widgets.FloatLogSlider(
-            value=weight_decay, base=10, min=-3, max=1, step=0.25, description="weight decay", readout_format=".2g")),
+            value=weight_decay, base=10, min=-3, max=1, step=0.25, description="weight decay", readout_format=".2g",
+            style=style)),
         "beta1": in_range("beta1", beta1, widgets.FloatSlider(value=beta1, min=0.0, max=0.99, step=0.05,
-                                                              description="beta1")),
-        "schedule": widgets.ToggleButtons(options=SCHEDULES, value=schedule, description="schedule"),
+                                                              description="beta1", style=style)),
+        "schedule": widgets.ToggleButtons(options=SCHEDULES, value=schedule, description="schedule",
+                                         style={**style, "button_width": "auto"}),
     }  # fmt: skip
-    image = widgets.Image(format="png", layout=widgets.Layout(width="900px"))
-    box = widgets.VBox([widgets.HBox(list(controls.values())[:3]), controls["schedule"], image])
-    box.controls = controls
+    image = picture()
+    sliders = widgets.HBox(list(controls.values())[:3], layout=widgets.Layout(flex_flow="row wrap"))
+    box = demo_box([sliders, controls["schedule"], image], controls)
 
     def redraw():
         values = {name: control.value for name, control in controls.items()}

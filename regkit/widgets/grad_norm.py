@@ -14,7 +14,7 @@ precision toggle. Everything is computed by the real :class:`regkit.penalties.GN
 
 ``grad_norm_demo(r, alpha, ...)`` computes (pure, cached per point, well under a second);
 ``draw_grad_norm_demo(demo)`` draws a matplotlib figure from its arrays only;
-``grad_norm_widget(...)`` wires sliders to both and shows the figure as a PNG.
+``grad_norm_widget(...)`` wires sliders to both and shows the figure as a PNG (`render_png`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from matplotlib.patches import Circle
 
 from regkit.penalties import gradient_norm, update_gradient
 from regkit.widgets import figure_png, in_range, redraw_on_change
+from regkit.widgets.presentation import DESIGN_WIDTH_IN, demo_box, picture, picture_style
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DEFAULT_POINT = (-0.55, 0.45)
@@ -170,12 +171,13 @@ def _angle(a: np.ndarray, b: np.ndarray) -> float:
 def draw_grad_norm_demo(demo: GradNormDemo) -> Figure:
     """Left: the surface, ``theta``, ``theta + r v`` and the four descent directions (negated
     gradients, one common scale). Right: relative error of ``H v`` against ``r``, current ``r`` marked."""
-    fig = Figure(figsize=(10.5, 4.2), layout="constrained")
+    fig = Figure(figsize=(DESIGN_WIDTH_IN, 4.2), layout="constrained")
     surface, errors = fig.subplots(1, 2, width_ratios=(1.15, 1))
-    surface.contourf(demo.grid_x, demo.grid_y, demo.grid_loss, levels=20, cmap="viridis")
-    surface.contour(demo.grid_x, demo.grid_y, demo.grid_loss, levels=20, colors="white", linewidths=0.3)
-    arrows = {"plain -g": (demo.gradient, "#ffffff"), "SAM -g(θ+rv)": (demo.sam_gradient, "#f0e442"),
-              f"GNP -d (α={demo.alpha:g})": (demo.update, "#e69f00"),
+    # a light surface, so that dark arrows and a plain legend read on it
+    surface.contourf(demo.grid_x, demo.grid_y, demo.grid_loss, levels=20, cmap="Greys", alpha=0.45)
+    surface.contour(demo.grid_x, demo.grid_y, demo.grid_loss, levels=20, colors="0.55", linewidths=0.4)
+    arrows = {"plain -g": (demo.gradient, "black"), "SAM -g(θ+rv)": (demo.sam_gradient, "#0072b2"),
+              f"GNP -d (α={demo.alpha:g})": (demo.update, "#cc79a7"),
               "exact -(g+αr Hv)": (demo.exact_update, "#d55e00")}
     scale = 0.7 / max(np.linalg.norm(v) for v, _ in arrows.values())
     x, y = demo.point
@@ -184,12 +186,12 @@ def draw_grad_norm_demo(demo: GradNormDemo) -> Figure:
         surface.annotate("", xy=(x + dx, y + dy), xytext=(x, y),
                          arrowprops=dict(arrowstyle="-|>", color=color, lw=2))
         surface.plot([], [], color=color, lw=2, label=label)
-    surface.plot(*demo.point, "o", color="white", ms=6)
-    surface.plot(*demo.perturbed, "x", color="#f0e442", ms=8, mew=2, label="θ + r v")
-    surface.add_patch(Circle(tuple(demo.point), demo.r, fill=False, color="#f0e442", lw=0.8, ls=":"))
-    surface.set(xlim=EXTENT[:2], ylim=EXTENT[2:], aspect="equal", xlabel="w1", ylabel="w2",
-                title=f"narrow well (left) vs wide well (right); r = {demo.r:.1e}")
-    surface.legend(loc="lower left", fontsize=7, framealpha=0.7, facecolor="black", labelcolor="white")
+    surface.plot(*demo.point, "o", color="black", ms=6)
+    surface.plot(*demo.perturbed, "x", color="#0072b2", ms=8, mew=2, label="θ + r v")
+    surface.add_patch(Circle(tuple(demo.point), demo.r, fill=False, color="#0072b2", lw=0.8, ls=":"))
+    surface.set(xlim=EXTENT[:2], ylim=EXTENT[2:], aspect="equal", xlabel="$w_1$", ylabel="$w_2$",
+                title=f"narrow well (left), wide well (right); r = {demo.r:.1e}")
+    surface.legend(loc="lower left", framealpha=0.9)
     styles = {"float64": "-", "float32": "--"}
     colors = {"forward": "#0072b2", "central": "#009e73"}
     for key, curve in demo.curves.items():
@@ -199,9 +201,16 @@ def draw_grad_norm_demo(demo: GradNormDemo) -> Figure:
     errors.axvline(demo.r, color="black", lw=0.8)
     errors.loglog([demo.r, demo.r], [max(demo.error_forward, 1e-17), max(demo.error_central, 1e-17)], "o",
                   color="black", ms=5)
-    errors.set(xlabel="r", ylabel="||Hv_fd - Hv|| / ||Hv||", title=f"finite-difference error ({demo.dtype} marked)")
-    errors.legend(fontsize=7)
+    errors.set(xlabel="radius r", ylabel=r"$\|Hv_{fd} - Hv\| \,/\, \|Hv\|$",
+               title=f"finite-difference error ({demo.dtype} marked)")
+    errors.legend(loc="lower right")
     return fig
+
+
+def render_png(demo: GradNormDemo, dpi: float | None = None) -> bytes:
+    """`draw_grad_norm_demo` as PNG bytes in the demos' style and resolution (`regkit.widgets.presentation`)."""
+    with picture_style():
+        return figure_png(draw_grad_norm_demo(demo), dpi)
 
 
 def describe(demo: GradNormDemo) -> str:
@@ -219,19 +228,23 @@ def grad_norm_widget(point=DEFAULT_POINT, r: float = 0.1, alpha: float = 0.8, dt
     import ipywidgets as widgets
 
     grad_norm_demo(r, alpha, point, dtype)  # validate before building anything
+    style = {"description_width": "initial"}
     r_slider = in_range("r", r, widgets.FloatLogSlider(value=r, base=10, min=-8, max=0, step=0.25, description="r",
-                                                       readout_format=".1e", continuous_update=False))
+                                                       readout_format=".1e", continuous_update=False, style=style))
     alpha_slider = in_range("alpha", alpha, widgets.FloatSlider(value=alpha, min=0.0, max=2.0, step=0.05,
-                                                                description="alpha", continuous_update=False))
-    dtype_toggle = widgets.ToggleButtons(options=list(DTYPES), value=dtype, description="precision")
-    image = widgets.Image(format="png")
-    readout = widgets.HTML()
+                                                                description="alpha", continuous_update=False,
+                                                                style=style))
+    dtype_toggle = widgets.ToggleButtons(options=list(DTYPES), value=dtype, description="precision",
+                                         style={**style, "button_width": "auto"})
+    image = picture()
+    readout = widgets.HTML(layout=widgets.Layout(width="100%"))
 
     def redraw() -> None:
         demo = grad_norm_demo(r_slider.value, alpha_slider.value, point, dtype_toggle.value)
-        image.value = figure_png(draw_grad_norm_demo(demo))
+        image.value = render_png(demo)
         readout.value = describe(demo)
 
     redraw_on_change((r_slider, alpha_slider, dtype_toggle), redraw)
     redraw()
-    return widgets.VBox([widgets.HBox([r_slider, alpha_slider]), dtype_toggle, image, readout])
+    controls = widgets.HBox([r_slider, alpha_slider, dtype_toggle], layout=widgets.Layout(flex_flow="row wrap"))
+    return demo_box([controls, image, readout])

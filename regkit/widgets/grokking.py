@@ -29,17 +29,21 @@ from regkit.grokking import (
 )  # fmt: skip
 from regkit.history import History
 from regkit.widgets import figure_png, redraw_on_change
+from regkit.widgets.presentation import DESIGN_WIDTH_IN, demo_box, label_width, picture, picture_style
 
 PACKAGED_HISTORIES = Path(__file__).parent / "data" / "grokking_quick.json"
 HISTORIES_NAME = "06_grokking"  # the notebook records runs/<profile>/06_grokking.histories.json
 # metric -> (y label, the History columns drawn: exact names, or a prefix ending in "/")
 METRICS = {
-    "accuracy": ("accuracy", ("train_acc", "val_acc")),
+    "accuracy": ("accuracy (%)", ("train_acc", "val_acc")),  # drawn in %, like every accuracy of the course
     "loss": ("cross-entropy", ("train_loss", "val_loss")),
     "weight norm": ("joint L2 norm of all weights", ("weight_norm",)),
     "CPR multiplier": ("multiplier lambda", ("lambda/",)),
     "CPR measure": ("R(W) (dashed: kappa)", ("R/", "kappa/")),
 }
+DASHED = ("val_", "kappa/")  # validation and bound columns: dashed
+KINDS = {"train_acc": "train", "val_acc": "validation", "train_loss": "train", "val_loss": "validation",
+         "R/": "R(W)", "kappa/": "bound kappa"}  # what the line styles mean, in the legend
 
 
 def latest_recorded(runs_dir: str | os.PathLike | None = None, profile: str = "quick") -> Path | None:
@@ -95,32 +99,43 @@ def grokking_curves(runs: Mapping[str, History], names: Sequence[str], metric: s
 
 
 def draw(ax, runs: Mapping[str, History], curves: dict, metric: str, logx: bool) -> None:
-    """One colour per run (one run: per tensor); validation and kappa columns dashed."""
+    """One colour per run (one run: per tensor), solid train / R and dashed validation / kappa columns;
+    the legend, beside the axes, names each colour and each line style once."""
+    from matplotlib.lines import Line2D
+
     single = len(curves) == 1
     colors: dict[str, str] = {}
+    handles = []
     for name, series in curves.items():
-        label = runs[name].meta.get("label", name)
         for column, (steps, values) in series.items():
             key = column.split("/", 1)[-1] if single and "/" in column else name
-            color = colors.setdefault(key, f"C{len(colors) % 10}")
-            ax.plot(steps, values, color=color, ls="--" if column.startswith(("val_", "kappa/")) else "-",
-                    label=column if single else f"{label}: {column}")  # fmt: skip
+            if key not in colors:
+                colors[key] = f"C{len(colors) % 10}"
+                handles.append(Line2D([], [], color=colors[key], label=runs[name].meta.get("label", name)
+                                      if key == name else key))  # fmt: skip
+            scale = 100.0 if metric == "accuracy" else 1.0
+            ax.plot(steps, scale * values, color=colors[key], ls="--" if column.startswith(DASHED) else "-")
+    kinds = METRICS[metric][1]
+    if len(kinds) > 1:
+        handles += [Line2D([], [], color="0.3", ls="--" if kind.startswith(DASHED) else "-", label=KINDS[kind])
+                    for kind in kinds]  # fmt: skip
     ax.set(xlabel="step", ylabel=METRICS[metric][0], xscale="log" if logx else "linear", title=metric)
     if ax.lines:
-        ax.legend(fontsize="x-small", loc="upper left" if metric in ("accuracy", "weight norm") else "upper right")
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     else:
         ax.text(0.5, 0.5, "no such curves in the selected runs", ha="center", transform=ax.transAxes)
 
 
-def render_png(runs: Mapping[str, History], curves: dict, metric: str, logx: bool, dpi: int = 80) -> bytes:
-    """`draw` on a figure of its own (no pyplot state), as PNG bytes (fixed margins: a constrained
-    layout would double the drawing time)."""
+def render_png(runs: Mapping[str, History], curves: dict, metric: str, logx: bool, dpi: float | None = None) -> bytes:
+    """`draw` on a figure of its own (no pyplot state), as PNG bytes (`regkit.widgets.presentation` style;
+    fixed margins, the legend in the right third: a constrained layout would double the drawing time)."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(9, 4))
-    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.92)
-    draw(figure.subplots(), runs, curves, metric, logx)
-    return figure_png(figure, dpi)
+    with picture_style():
+        figure = Figure(figsize=(DESIGN_WIDTH_IN, 4.2))
+        figure.subplots_adjust(left=0.08, right=0.69, bottom=0.14, top=0.91)
+        draw(figure.subplots(), runs, curves, metric, logx)
+        return figure_png(figure, dpi)
 
 
 def grokking_widget(histories=None, runs: Sequence[str] | None = None, metric: str = "accuracy", logx: bool = True):
@@ -137,15 +152,16 @@ def grokking_widget(histories=None, runs: Sequence[str] | None = None, metric: s
     grokking_curves(recorded, names, metric)  # validate before building anything
     if logx is not True and logx is not False:
         raise ValueError(f"logx must be True or False, got logx={logx!r}")
+    style = {"description_width": label_width("metric")}
     controls = {
         "runs": widgets.SelectMultiple(options=list(recorded), value=names, rows=min(len(recorded), 8),
-                                       description="runs"),
-        "metric": widgets.Dropdown(options=list(METRICS), value=metric, description="metric"),
-        "logx": widgets.Checkbox(value=logx, description="log step axis"),
+                                       description="runs", style=style, layout=widgets.Layout(width="auto")),
+        "metric": widgets.Dropdown(options=list(METRICS), value=metric, description="metric", style=style),
+        "logx": widgets.Checkbox(value=logx, description="log step axis", style=style),
     }  # fmt: skip
-    image = widgets.Image(format="png", layout=widgets.Layout(width="720px"))
-    box = widgets.VBox([widgets.HBox(list(controls.values())), image])
-    box.controls = controls
+    image = picture()
+    box = demo_box([widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap")), image],
+                   controls)
 
     def redraw():
         selected = list(controls["runs"].value)

@@ -15,6 +15,7 @@ import numpy as np
 from regkit.optim import SGD, SGDP
 from regkit.scale_invariance import cosine_objective, trajectory, unit_vector
 from regkit.widgets import figure_png, redraw_on_change
+from regkit.widgets.presentation import DESIGN_WIDTH_IN, demo_box, picture, picture_style
 
 MAX_STEPS = 2000
 
@@ -71,7 +72,7 @@ def draw(curves: dict[str, np.ndarray], lr: float, momentum: float, project: boo
     the norm, the effective step (log scale) and the angle to ``w*``, each beside plain GD."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 3.4), layout="constrained") if fig is None else fig
+    fig = Figure(figsize=(DESIGN_WIDTH_IN, 3.6), layout="constrained") if fig is None else fig
     axes = fig.subplots(1, 3)
     name = f"SGDP (momentum {momentum:g})" if project else f"SGD + momentum {momentum:g}"
     panels = (("norm", r"$\|w_t\|$"), ("effective_step", r"effective step $\eta/\|w_t\|^2$"),
@@ -82,34 +83,38 @@ def draw(curves: dict[str, np.ndarray], lr: float, momentum: float, project: boo
         ax.set_xlabel("step")
         ax.set_title(label)
     axes[1].set_yscale("log")
-    axes[0].legend()
+    axes[0].legend(loc="upper left")
     fig.suptitle(f"-cos(w, w*) in 2-D, lr = {lr:g}: final norm {curves['norm'][-1]:.2f} (plain GD {curves['gd_norm'][-1]:.2f})")
     return fig
 
 
-def render_png(curves: dict[str, np.ndarray], lr: float, momentum: float, project: bool, dpi: int = 80) -> bytes:
-    """`draw` on a figure of its own, as PNG bytes."""
-    return figure_png(draw(curves, lr, momentum, project), dpi)
+def render_png(curves: dict[str, np.ndarray], lr: float, momentum: float, project: bool,
+               dpi: float | None = None) -> bytes:
+    """`draw` on a figure of its own, as PNG bytes (`regkit.widgets.presentation` style)."""
+    with picture_style():
+        return figure_png(draw(curves, lr, momentum, project), dpi)
 
 
 def scale_invariance_widget(steps: int = 100):
     """Sliders (lr, momentum) and a projection checkbox redrawing `norm_growth` on the 2-D toy.
 
-    Returns a ``VBox`` whose last child is an ``Image`` widget holding `render_png`'s PNG.
+    Returns a box (`regkit.widgets.presentation.demo_box`) whose last child is an ``Image`` widget holding `render_png`'s PNG.
     ``box.controls`` maps names to the controls; ``box.drawn`` holds the curves last drawn.
     """
     import ipywidgets as widgets
 
     _check(0.1, 0.9, False, steps, 135.0)
+    style = {"description_width": "initial"}
     controls = {
         "lr": widgets.FloatLogSlider(value=0.1, base=10, min=-3, max=0, step=0.1, description="lr",
-                                     readout_format=".3g"),
-        "momentum": widgets.FloatSlider(value=0.9, min=0.0, max=0.99, step=0.01, description="momentum"),
-        "project": widgets.Checkbox(value=False, description="projection (SGDP)"),
+                                     readout_format=".3g", style=style),
+        "momentum": widgets.FloatSlider(value=0.9, min=0.0, max=0.99, step=0.01, description="momentum",
+                                        style=style),
+        "project": widgets.Checkbox(value=False, description="projection (SGDP)", style=style),
     }  # fmt: skip
-    image = widgets.Image(format="png", layout=widgets.Layout(width="900px"))
-    box = widgets.VBox([widgets.HBox(list(controls.values())), image])
-    box.controls = controls
+    image = picture()
+    box = demo_box([widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap")), image],
+                   controls)
 
     def redraw():
         values = {name: control.value for name, control in controls.items()}

@@ -23,6 +23,7 @@ for Adam), the optimizer and the L2/decoupled toggle.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,7 @@ import torch
 from regkit._validate import check_number
 from regkit.optim import SGD, Adam
 from regkit.widgets import figure_png, redraw_on_change
+from regkit.widgets.presentation import demo_box, label_width, picture, picture_style
 
 CURVATURES = (1.0, 0.05)
 TARGET = (1.5, 3.0)
@@ -38,6 +40,9 @@ START = (-2.0, -1.5)
 OPTIMIZERS = ("sgd", "adam")
 DECAYS = ("l2", "decoupled")
 ADAM_BETA2 = 0.95  # default: a short memory of v, so the decoupled limit shows within the demo (module docstring)
+FIGSIZE = (6.4, 5.4)  # inches: beside the column of controls, within one screen at 1280x720
+WD_STEP = 0.05  # the weight-decay slider's step in log10; its grid starts so that 0.05 and 0.5 lie on it
+WD_MIN = math.log10(0.5) - 34 * WD_STEP  # ~0.00998
 
 
 @dataclass(frozen=True)
@@ -158,7 +163,7 @@ def draw_paths(paths: DecayPaths, decay: str, ax=None):
     if ax is None:
         import matplotlib.pyplot as plt
 
-        _, ax = plt.subplots(figsize=(6.0, 5.4), layout="constrained")
+        _, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
     x, y, z = _loss_grid()
     ax.contour(x, y, z, levels=np.geomspace(0.02, 20, 12), colors="0.8", linewidths=0.8)
     other = "decoupled" if decay == "l2" else "l2"
@@ -167,7 +172,7 @@ def draw_paths(paths: DecayPaths, decay: str, ax=None):
     ax.plot(*paths.path(other).T, "--", color="C1", lw=1.2, alpha=0.8, label=names[other])
     ax.plot(*paths.path(decay).T, "-", color="C0", lw=2.2, label=names[decay])
     ax.plot(*paths.fixed_point(decay), "*", color="C0", ms=15, mec="k", label=f"{names[decay]} settles here")
-    ax.plot(*paths.fixed_point(other), "*", color="C1", ms=11, mec="k", alpha=0.8)
+    ax.plot(*paths.fixed_point(other), "*", color="C1", ms=11, mec="k", alpha=0.8, label=f"{names[other]} settles here")
     ax.plot(*TARGET, "x", color="k", ms=9, mew=2, label="loss minimum")
     if paths.optimizer == "adam" and decay == "decoupled" and paths.weight_decay > 0:
         r = 1 / paths.weight_decay
@@ -177,47 +182,50 @@ def draw_paths(paths: DecayPaths, decay: str, ax=None):
            aspect="equal")
     betas = (f"momentum={paths.momentum:.2f}" if paths.optimizer == "sgd"
              else f"betas=({paths.momentum:.2f}, {paths.beta2:g})")
-    ax.set_title(f"{paths.optimizer.upper()}: lr={paths.lr:.3g}, wd={paths.weight_decay:.3g}, {betas}", fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"{paths.optimizer.upper()}: lr={paths.lr:.3g}, wd={paths.weight_decay:.3g}, {betas}")
+    ax.legend(loc="upper left")  # the paths run from the lower left to the upper right
     return ax
 
 
-def render_png(paths: DecayPaths, decay: str, dpi: int = 90) -> bytes:
-    """`draw_paths` on a figure of its own (no pyplot state), as PNG bytes."""
+def render_png(paths: DecayPaths, decay: str, dpi: float | None = None) -> bytes:
+    """`draw_paths` on a figure of its own (no pyplot state), as PNG bytes (the demos' style and resolution,
+    `regkit.widgets.presentation`)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.0, 5.4), layout="constrained")
-    draw_paths(paths, decay, fig.add_subplot())
-    return figure_png(fig, dpi)
+    with picture_style():
+        fig = Figure(figsize=FIGSIZE, layout="constrained")
+        draw_paths(paths, decay, fig.add_subplot())
+        return figure_png(fig, dpi)
 
 
 def weight_decay_widget(steps: int = 150):
     """Sliders for lr, weight decay, momentum/beta1, the optimizer and the L2/decoupled toggle, redrawing `draw_paths`.
 
-    Returns a ``VBox`` whose last child is an ``Image`` widget holding `render_png`'s PNG (an
-    image, not an ``Output`` widget: nothing is captured or cleared, which keeps headless
-    execution simple). ``box.controls`` maps names to the controls and ``box.drawn`` holds the
+    Returns a box (`regkit.widgets.presentation.demo_box`): the controls in a column beside an ``Image``
+    widget holding `render_png`'s PNG (an image, not an ``Output`` widget: nothing is captured or cleared,
+    which keeps headless execution simple). ``box.controls`` maps names to the controls and ``box.drawn`` holds the
     ``(DecayPaths, decay)`` last drawn (for tests and for reading the numbers behind the plot).
     """
     import ipywidgets as widgets
 
-    style = {"description_width": "110px"}
-    layout = widgets.Layout(width="420px")
+    names = ("optimizer", "weight decay", "lr", "weight decay (wd)", "momentum / beta1")
+    style = {"description_width": label_width(*names)}
+    buttons = {**style, "button_width": "auto"}
+    layout = widgets.Layout(width="100%")
     optimizer = widgets.ToggleButtons(options=[("SGD", "sgd"), ("Adam", "adam")], value="sgd",
-                                      description="optimizer", style=style)
+                                      description=names[0], style=buttons)
     decay = widgets.ToggleButtons(options=[("L2 (coupled)", "l2"), ("decoupled", "decoupled")], value="l2",
-                                  description="weight decay", style=style)
-    lr = widgets.FloatLogSlider(value=0.1, base=10, min=-3, max=0, step=0.05, description="lr",
+                                  description=names[1], style=buttons)
+    lr = widgets.FloatLogSlider(value=0.1, base=10, min=-3, max=0, step=0.05, description=names[2],
                                 readout_format=".3g", style=style, layout=layout)
-    weight_decay = widgets.FloatLogSlider(value=0.5, base=10, min=-2, max=1, step=0.05,
-                                          description="weight decay (wd)", readout_format=".3g",
-                                          style=style, layout=layout)
-    momentum = widgets.FloatSlider(value=0.9, min=0.0, max=0.99, step=0.01, description="momentum / beta1",
+    weight_decay = widgets.FloatLogSlider(value=0.5, base=10, min=WD_MIN, max=WD_MIN + 3, step=WD_STEP,
+                                          description=names[3], readout_format=".3g", style=style, layout=layout)
+    momentum = widgets.FloatSlider(value=0.9, min=0.0, max=0.99, step=0.01, description=names[4],
                                    style=style, layout=layout)
-    image = widgets.Image(format="png", layout=widgets.Layout(width="540px"))
+    image = picture(flex="1 1 0%", min_width="0")
     controls = {"optimizer": optimizer, "decay": decay, "lr": lr, "weight_decay": weight_decay, "momentum": momentum}
-    box = widgets.VBox([*controls.values(), image])
-    box.controls = controls
+    column = widgets.VBox(list(controls.values()), layout=widgets.Layout(width="430px", flex="0 0 auto"))
+    box = demo_box([column, image], controls, vertical=False)
 
     def redraw():
         paths = decay_paths(optimizer.value, lr.value, weight_decay.value, momentum.value, steps)
