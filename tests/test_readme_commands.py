@@ -109,7 +109,8 @@ def test_course_command_parses_validates_and_runs_stubbed(command, stubbed, tmp_
 # --- make: a dry run shows what the target runs -------------------------------------------------------
 
 MAKE_EXPECTS = {"make course": "regkit.course run --profile quick", "make course PROFILE=full":
-                "regkit.course run --profile full", "make test": "-m pytest", "make lab": "jupyter lab notebooks/"}
+                "regkit.course run --profile full", "make test": "-m pytest", "make lab": "jupyter lab notebooks/",
+                "make book": "regkit.course book --run runs/quick"}
 
 
 @pytest.mark.parametrize("command", MAKE)
