@@ -85,9 +85,9 @@ def decay_grid_evidence(design: Mapping[str, Any]) -> tuple[Values, pd.DataFrame
                                       lambda m, make=optimizer, lr=lr, wd=wd: make(param_groups(m, wd, verbose=False),
                                                                                    lr=lr)))
                 cells.append((key, lr, decay))
-    runs = run_design(methods, design)
-    frame = pd.DataFrame([{"optimizer": cells[i % len(cells)][0], "seed": run.seed, "lr": cells[i % len(cells)][1],
-                           "decay": cells[i % len(cells)][2], "err": _test_error(run)} for i, run in enumerate(runs)])
+    runs = run_design(methods, design)  # seed-major: every cell of seed 0, then of seed 1, ...
+    frame = pd.DataFrame([dict(zip(("optimizer", "lr", "decay"), cells[i % len(cells)], strict=True), seed=run.seed,
+                               err=_test_error(run)) for i, run in enumerate(runs)])
     values: Values = {}
     for key in GRID_OPTIMIZERS:
         grid = frame[frame["optimizer"] == key]
