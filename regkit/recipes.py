@@ -227,16 +227,24 @@ def _decades(low: float, high: float, per_decade: int = 2) -> tuple[float, ...]:
     return tuple(float(f"{10 ** (e / per_decade):.3g}") for e in range(first, last + 1))
 
 
-CPU_DECAY_GRID: dict[str, Any] = {
+CPU_SMALL_CNN: dict[str, Any] = {
     "dataset": "fashion_mnist", "image_size": 14, "train_size": 5000, "model": "small_cnn", "width": 8,
-    "batch_size": 64, "steps": 400, "lr": _decades(3e-3, 1e-1), "adam_l2_wd": _decades(1e-3, 3e-1),
-    "adamw_lr_wd": _decades(1e-4, 3e-2),
+    "batch_size": 64, "steps": 400,
 }
-"""Notebook 01's cpu-profile design (evidence/DESIGN.md): Fashion-MNIST pooled to 14x14, 5,000 training
-images, ``small_cnn`` width 8 (BatchNorm: scale-invariant layers, where decay sets the effective lr), batch 64,
-400 steps cosine to 0. Half-decade grids, each rectangular in its paper's coordinates: Adam + L2 over
-(lr, L2 coefficient ``adam_l2_wd``); AdamW over (lr, ``lr * wd``), the decay per step at the schedule's peak
-(Loshchilov & Hutter's normalized decay: torch's ``weight_decay = adamw_lr_wd / lr``)."""
+"""The data, model and run length that notebooks 01-03's cpu-profile designs share (evidence/DESIGN.md):
+Fashion-MNIST pooled to 14x14, the first 5,000 training images, ``small_cnn`` width 8 (BatchNorm:
+scale-invariant layers, where decay sets the effective lr), batch 64, 400 steps, no augmentation."""
+
+CPU_DECAY_GRID: dict[str, Any] = {
+    **CPU_SMALL_CNN, "lr": _decades(1e-2, 1e-1), "adam_l2_wd": _decades(1e-3, 3e-1),
+    "adamw_lr_wd": _decades(1e-4, 3e-2), "best_cells": {"adam_l2": (0.01, 0.0316), "adamw": (0.01, 0.01)},
+}
+"""Notebook 01's cpu-profile design (evidence/DESIGN.md) on ``CPU_SMALL_CNN``, cosine to 0. Half-decade grids,
+each rectangular in its paper's coordinates: Adam + L2 over (lr, L2 coefficient ``adam_l2_wd``); AdamW over
+(lr, ``lr * wd``), the decay per step at the schedule's peak (Loshchilov & Hutter's normalized decay: torch's
+``weight_decay = adamw_lr_wd / lr``). ``best_cells``: each grid's (lr, decay) cell best on the seed-mean
+validation grid, chosen before any test run. The validated lr 0.00316 column (flat on validation) is left out:
+2 x 18 cells x 5 seeds fit the 10-minute budget of a 2-core CPU, 2 x 24 cells do not on a busy one."""
 
 
 CPU_GROKKING: dict[str, Any] = {
@@ -263,7 +271,7 @@ CPU_CPR: dict[str, Any] = {
     "lr": 0.01, "warmup": 20, "adamw_wd": _decades(1e-2, 3.16), "cpr": ("cpr_ip", "cpr_warm_start"),
     "reg_step_size": 20, "adamw_best_wd": 0.316, "claimed_cpr": "cpr_warm_start",
 }
-"""Notebook 03's cpu-profile design (evidence/DESIGN.md), on notebook 01's data and model (``CPU_DECAY_GRID``):
+"""Notebook 03's cpu-profile design (evidence/DESIGN.md), on notebook 01's data and model (``CPU_SMALL_CNN``):
 Adam lr and linear warmup, the AdamW weight decays swept, the AdamCPR bounds compared (no decay to tune), the
 inflection-point rule's ``reg_step_size`` scaled to the 400-step run (pytorch-cpr's 200 is for 20k steps: the
 rule looks at ages > 3 ``reg_step_size`` only, so 200 would never set a bound here). ``adamw_best_wd`` and
@@ -282,7 +290,7 @@ def max_constraint_violation(recorder: ConstraintRecorder) -> float:
 
 CPU_NORMS: dict[str, Any] = {"sgd_lr": 0.1, "adam_lr": 3e-3, "weight_decay": 0.0, "steps": 400, "eval_every": 20,
                              "target_acc": 82.0}
-"""Notebook 02's cpu-profile design (evidence/DESIGN.md), on notebook 01's data and model (``CPU_DECAY_GRID``):
+"""Notebook 02's cpu-profile design (evidence/DESIGN.md), on notebook 01's data and model (``CPU_SMALL_CNN``):
 SGD (Nesterov momentum 0.9) / SGDP and Adam / AdamP without weight decay, evaluated every ``eval_every`` steps;
 speed = the first evaluated step with ``target_acc`` (%) accuracy (``regkit.grokking.steps_to``)."""
 

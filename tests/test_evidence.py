@@ -141,11 +141,12 @@ def test_stale_keys():
 
 def packaged_04(tmp_path, sam=(81.0, 82.0, 81.5), sgd=(64.0, 65.0, 64.5)):
     package("04", {"sam_acc": list(sam), "sgd_acc": list(sgd), "gnp_acc": [81.0, 81.0, 81.2]},
-            {"lr": 0.05, "epochs": 40}, wall_time_s=300.0, directory=tmp_path)
+            evidence.catalog_settings("04"), wall_time_s=300.0, directory=tmp_path)
 
 
 def test_evidence_exits_1_on_stale_settings_and_names_the_keys(tmp_path, capsys):
-    packaged_04(tmp_path)
+    package("04", {"sam_acc": [81.0, 82.0], "sgd_acc": [64.0, 65.0]}, {"lr": 0.05, "epochs": 40}, wall_time_s=1.0,
+            directory=tmp_path)
     current = {"04": {"lr": 0.05, "epochs": 40}}
     assert evidence.main(directory=tmp_path, current_settings=current.__getitem__) == 0
     current["04"] = {"lr": 0.1, "epochs": 40}
@@ -191,3 +192,29 @@ def test_plot_claims_one_figure_per_packaged_claim(tmp_path):
     _, caps, _ = ax.containers[0]  # the treatment's error bar: mean -+ the t half-width
     half = t_interval([81.0, 82.0, 81.5]).half_width
     assert sorted(float(c.get_ydata()[0]) for c in caps) == pytest.approx([81.5 - half, 81.5 + half])
+
+
+def test_evidence_exits_1_by_default_when_a_catalog_cpu_row_changed(tmp_path, monkeypatch, capsys):
+    import regkit.course.catalog.nb01 as nb01
+
+    package("01", {"adamw_abs_slope": [0.0, 0.5, 0.0]}, evidence.catalog_settings("01"), wall_time_s=1.0,
+            directory=tmp_path)
+    assert evidence.main(directory=tmp_path) == 0
+    changed = dict(nb01.PROFILES["cpu"], evidence=dict(nb01.PROFILES["cpu"]["evidence"], steps=500))
+    monkeypatch.setitem(nb01.PROFILES, "cpu", changed)
+    assert evidence.main(directory=tmp_path) == 1
+    err = capsys.readouterr().err
+    assert "error: evidence/01.json was made with other settings than the current cpu profile (differing: evidence)" \
+        in err and "--profile cpu --only 01" in err
+
+
+@pytest.mark.parametrize("notebook", ["01", "02", "03"])
+def test_packaged_results_match_the_cpu_row_and_have_3_seeds_per_claim(notebook):
+    data = evidence.load(notebook)
+    assert data is not None, f"evidence/{notebook}.json is missing: run the notebook with --profile cpu"
+    assert stale_keys(data["settings"], evidence.catalog_settings(notebook)) == []
+    claims = [c for c in evidence.CLAIMS if c.notebook == notebook]
+    for claim in claims:
+        for name in filter(None, (claim.treatment, claim.baseline)):
+            assert len(data["values"][name]) >= 3, (notebook, name)
+        assert decide(claim, data).verdict in (SHOWN, NOT_SHOWN, OPPOSITE)

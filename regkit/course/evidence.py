@@ -226,11 +226,12 @@ SettingsLookup = Callable[[str], Mapping[str, Any]]
 """``current_settings(notebook) -> dict``: a notebook's current ``cpu``-profile settings."""
 
 
-def packaged_settings(notebook: str, directory: str | os.PathLike | None = None) -> Mapping[str, Any]:
-    """Stand-in for the settings home (issue 18): the settings stored in the packaged file itself, so
-    nothing is ever stale. Replace with the notebook's settings module once it exists."""
-    data = load(notebook, directory)
-    return {} if data is None else data["settings"]
+def catalog_settings(notebook: str) -> Mapping[str, Any]:
+    """The current ``cpu``-profile settings of ``notebook``: its catalog's ``cpu`` row
+    (``regkit/course/catalog/nbNN.py``), exactly the dict its notebook passes to `package`."""
+    from regkit.course.catalog import load as load_catalog
+
+    return load_catalog(notebook).row("cpu")
 
 
 def stale_keys(packaged: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -251,8 +252,9 @@ class Row:
 
 def evaluate_claims(current_settings: SettingsLookup | None = None, directory: str | os.PathLike | None = None,
                     claims: Sequence[Claim] = CLAIMS) -> list[Row]:
-    """Every claim's verdict on its notebook's packaged result, with the settings keys that went stale."""
-    lookup = current_settings or (lambda nb: packaged_settings(nb, directory))
+    """Every claim's verdict on its notebook's packaged result, with the settings keys that went stale
+    (``current_settings``: default `catalog_settings`)."""
+    lookup = current_settings or catalog_settings
     packages = {nb: load(nb, directory) for nb in dict.fromkeys(c.notebook for c in claims)}
     rows = []
     for claim in claims:
@@ -303,7 +305,8 @@ def format_table(rows: Sequence[Row], markdown: bool = False) -> str:
 def main(markdown: bool = False, directory: str | os.PathLike | None = None,
          current_settings: SettingsLookup | None = None) -> int:
     """Print the claim table; 1 when a packaged result was made with other settings than the current cpu
-    profile (each such notebook and its differing keys named on stderr), else 0."""
+    profile (``current_settings``: default `catalog_settings`; each such notebook and its differing keys named
+    on stderr), else 0."""
     rows = evaluate_claims(current_settings, directory)
     print(format_table(rows, markdown))
     stale = {r.verdict.claim.notebook: r.stale for r in rows if r.stale}
@@ -312,6 +315,18 @@ def main(markdown: bool = False, directory: str | os.PathLike | None = None,
               f"(differing: {', '.join(keys)}); rerun: python -m regkit.course run --profile cpu --only {notebook}",
               file=sys.stderr)
     return 1 if stale else 0
+
+
+def provenance(notebook: str, directory: str | os.PathLike | None = None) -> str:
+    """One line saying where the packaged result of ``notebook`` comes from (file, commit, date, device,
+    threads, wall time), or how to make it when there is none."""
+    data = load(notebook, directory)
+    if data is None:
+        return (f"no packaged result for notebook {notebook} yet: python -m regkit.course run --profile cpu "
+                f"--only {notebook}")
+    return (f"packaged results from evidence/{notebook}.json: commit {data['git_commit']}, {data['date']}, "
+            f"{data['device']} ({data['threads']} thread(s), {data['processor'] or 'processor unknown'}), "
+            f"torch {data['torch']}, {data['wall_time_s']:.0f} s")
 
 
 def plot_claims(notebook: str, directory: str | os.PathLike | None = None, claims: Sequence[Claim] = CLAIMS) -> list:

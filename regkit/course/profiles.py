@@ -23,9 +23,9 @@ from typing import Any
 
 # The profiles, the one place to add one: name -> (the row of each notebook's catalog it starts from,
 # values replacing that row's in every notebook that has the setting). "quick" runs every notebook on
-# a laptop CPU / in CI in minutes, "full" the paper-scale setting on a GPU. A CPU profile with label
-# noise would be: "cpu": ("quick", {"label_noise": 0.2}).
-PROFILE_ROWS: dict[str, tuple[str, dict[str, Any]]] = {"quick": ("quick", {}), "full": ("full", {})}
+# a laptop CPU / in CI in minutes, "full" the paper-scale setting on a GPU, "cpu" the quick notebook plus
+# its evidence experiments (evidence/DESIGN.md; a notebook without a "cpu" row runs its "quick" row).
+PROFILE_ROWS: dict[str, tuple[str, dict[str, Any]]] = {"quick": ("quick", {}), "full": ("full", {}), "cpu": ("cpu", {})}
 PROFILES = tuple(PROFILE_ROWS)
 
 

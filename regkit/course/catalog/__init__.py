@@ -66,11 +66,12 @@ class Catalog:
     profiles: Mapping[str, Mapping[str, Any]]  # the rows PROFILE_ROWS names
 
     def row(self, profile: str) -> dict[str, Any]:
-        """Every setting of ``profile``: the row it is based on, with its notebook-wide replacements."""
+        """Every setting of ``profile``: the row it is based on (the "quick" row where this notebook has no such
+        row, e.g. "cpu" for a notebook without evidence experiments), with its notebook-wide replacements."""
         if profile not in PROFILE_ROWS:
             raise ValueError(f"profile={profile!r} is not one of: {', '.join(map(repr, PROFILE_ROWS))}")
         base, replaced = PROFILE_ROWS[profile]
-        row = dict(self.profiles[base])
+        row = dict(self.profiles.get(base, self.profiles["quick"]))
         return row | {name: value for name, value in replaced.items() if name in row}
 
 

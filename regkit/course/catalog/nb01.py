@@ -2,6 +2,7 @@
 
 from regkit.course.catalog import Knob
 from regkit.course.catalog import _common as c
+from regkit.recipes import CPU_DECAY_GRID
 
 STEM = "01_weight_decay_l2_vs_decoupled"
 OPTIMIZERS = ("SGD + L2", "SGDW", "Adam + L2", "AdamW")
@@ -36,3 +37,7 @@ PROFILES = {
         "sgd_lr_grid": c.grid(1e-3, HALF_DECADE, 6), "sgd_l2_wd_grid": c.grid(1e-6, 10, 6), "sgdw_wd_grid": c.grid(1e-5, 10, 6),
     },
 }
+EVIDENCE_SEEDS = [0, 1, 2, 3, 4]
+PROFILES["cpu"] = {**PROFILES["quick"], "evidence": {**CPU_DECAY_GRID, "seeds": EVIDENCE_SEEDS}}
+"""The quick notebook plus its evidence experiment (``evidence``: evidence/DESIGN.md's design, 5 seeds), packaged
+in evidence/01.json: `regkit.course.decay_evidence`."""

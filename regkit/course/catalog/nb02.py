@@ -2,6 +2,7 @@
 
 from regkit.course.catalog import Knob
 from regkit.course.catalog import _common as c
+from regkit.recipes import CPU_NORMS, CPU_SMALL_CNN
 
 STEM = "02_scale_invariance_adamp_sgdp"
 KNOBS = (
@@ -21,3 +22,7 @@ PROFILES = {
     "full": {"dataset": "auto", "epochs": 30, "train_size": 0, "width": 64, "model": "resnet18", "batch_size": 128,
              "augment": True, "seeds": [0], "device": None, **_OPTIMIZERS},
 }
+EVIDENCE_SEEDS = [0, 1, 2, 3, 4]
+PROFILES["cpu"] = {**PROFILES["quick"], "evidence": {**CPU_SMALL_CNN, **CPU_NORMS, "seeds": EVIDENCE_SEEDS}}
+"""The quick notebook plus its evidence experiment (``evidence``: evidence/DESIGN.md's design, 5 seeds), packaged
+in evidence/02.json: `regkit.course.decay_evidence`."""

@@ -4,6 +4,7 @@ from regkit.course.catalog import Knob
 from regkit.course.catalog import _common as c
 from regkit.optim.cpr import KAPPA_INIT_METHODS
 from regkit.optim.measures import MEASURES
+from regkit.recipes import CPU_CPR, CPU_SMALL_CNN
 
 STEM = "03_constrained_parameter_regularization"
 KNOBS = (
@@ -27,3 +28,7 @@ PROFILES = {
              "kappa_init_param": 1000.0, "reg_function": "l2", "train_size": 0, "test_size": 0, "seeds": [0],
              "device": None, "reg_step_size": 200, "reg_ema_decay": 0.99, "eval_every": 1_000, "record_every": 10},
 }
+EVIDENCE_SEEDS = [0, 1, 2, 3, 4]
+PROFILES["cpu"] = {**PROFILES["quick"], "evidence": {**CPU_SMALL_CNN, **CPU_CPR, "seeds": EVIDENCE_SEEDS}}
+"""The quick notebook plus its evidence experiment (``evidence``: evidence/DESIGN.md's design, 5 seeds), packaged
+in evidence/03.json: `regkit.course.decay_evidence`."""
