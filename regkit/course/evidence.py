@@ -132,7 +132,7 @@ CLAIMS: tuple[Claim, ...] = (
           "||w_T|| / ||w_0|| of scale-invariant weights", "sgdp_norm_ratio", "sgd_norm_ratio", -1,
           published=("adamp.imagenet.resnet18.sgdp.weight_norm", "adamp.imagenet.resnet18.sgd_momentum.weight_norm")),
     Claim("02", "adamp_faster", "AdamP reaches a given accuracy in fewer steps than Adam", HEO,
-          "steps to the target validation accuracy", "adamp_steps_to_acc", "adam_steps_to_acc", -1),
+          "steps to the target test accuracy", "adamp_steps_to_acc", "adam_steps_to_acc", -1),
     Claim("03", "cpr_bound", "CPR keeps every R(W) <= kappa (max over steps and tensors of R/kappa - 1 <= 1e-3)",
           FRANKE, "max (R(W) / kappa - 1)", "cpr_max_violation", bound=1e-3, direction=-1),
     Claim("03", "cpr_vs_adamw", "CPR (no wd to tune) matches or beats the best AdamW of a wd sweep", FRANKE,
