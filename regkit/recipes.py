@@ -239,16 +239,6 @@ images, ``small_cnn`` width 8 (BatchNorm: scale-invariant layers, where decay se
 (Loshchilov & Hutter's normalized decay: torch's ``weight_decay = adamw_lr_wd / lr``)."""
 
 
-CPU_GROKKING: dict[str, Any] = {
-    "model": "onehot_mlp", "model_kw": {"hidden": 128}, "p": 59, "train_fraction": 0.5, "init_scale": 4.0,
-    "steps": 3000, "lr": 5e-3, "betas": (0.9, 0.99), "warmup": 10, "batch_size": None, "eval_every": 25,
-    "log_points": 40, "stop_at": 0.99, "methods": ("adamw_wd1", "rescale_0.8", "cpr_l2"), "seeds": 3,
-}
-"""Notebook 06's cpu-profile design (evidence/DESIGN.md): the quick profile's one-hot MLP (p = 59, train
-fraction 0.5, 4x initialization) with 3 seeds and up to 3,000 full-batch steps; keyword arguments of
-``regkit.grokking.run`` plus the compared methods and the seed count."""
-
-
 def grokking_delay(history: History, steps: int) -> int:
     """Steps from 99% training to 99% validation accuracy; a run that never reaches 99% validation counts
     as reaching it at ``steps`` (a lower bound on its delay)."""

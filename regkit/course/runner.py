@@ -44,7 +44,7 @@ NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 RUNS_DIR = REPO_ROOT / "runs"
 KERNEL_NAME = "python3"
 # Per-cell time limit: quick notebooks take minutes in total, so a stuck cell fails CI fast.
-DEFAULT_CELL_TIMEOUT_S = {"quick": 900, "full": 12 * 3600}
+DEFAULT_CELL_TIMEOUT_S = {"quick": 900, "full": 12 * 3600, "cpu": 1800}
 
 
 @dataclass
