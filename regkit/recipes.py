@@ -169,10 +169,10 @@ def implicit_sgd_methods(*, lr: Mapping[str, float], lam: Mapping[str, float], b
 
 
 CPU_BATCH: dict[str, Any] = {
-    "train_size": 8192, "hidden": (256, 256), "epochs": 30, "batch_size": 1024, "micro_batch_size": 32,
+    "train_size": 4096, "hidden": (256, 256), "epochs": 30, "batch_size": 1024, "micro_batch_size": 32,
     "lr": {"sb": 0.1, "lb": 0.3, "reg": 0.3}, "lam": {"gn": 0.01, "fisher": 0.01}, "seeds": [0, 1, 2],
 }
-"""Notebook 05's cpu-profile design (evidence/DESIGN.md "05"): ``mlp`` 256x256 on the first 8,192 Fashion-MNIST
+"""Notebook 05's cpu-profile design (evidence/DESIGN.md "05"): ``mlp`` 256x256 on the first 4,096 Fashion-MNIST
 training images, plain SGD on a cosine schedule to 0 at **equal epochs**: small batch ``micro_batch_size`` (lr
 ``lr["sb"]``) vs the large batch ``batch_size`` as micro-batches of ``micro_batch_size`` (``lr["lb"]``), alone or
 with each micro-batch penalty of ``lam`` (``lr["reg"]``), for ``seeds`` (``implicit_sgd_methods``)."""
