@@ -23,13 +23,9 @@ def test_packaged_settings_are_the_catalogs_cpu_row(notebook):
     assert not data["git_commit"].endswith("+dirty"), "packaged from uncommitted code: commit, then rerun"
 
 
-def test_evidence_command_is_clean_with_the_cpu_rows_and_names_a_changed_setting(monkeypatch, capsys):
-    mine = {nb: evidence.load(nb)["settings"] for nb in NOTEBOOKS}
-    lookup = lambda nb: cpu_row(nb) if nb in NOTEBOOKS else {}  # noqa: E731 (01-03: not packaged here)
-    monkeypatch.setattr(evidence, "packaged_settings", lambda nb, directory=None: mine.get(nb, {}))
-    assert evidence.main(current_settings=lookup) == 0
-    changed = lambda nb: cpu_row(nb) | ({"steps": 2000} if nb == "06" else {}) if nb in NOTEBOOKS else {}  # noqa: E731
-    assert evidence.main(current_settings=changed) == 1
+def test_evidence_command_is_clean_with_the_cpu_rows_and_names_a_changed_setting(capsys):
+    assert evidence.main(current_settings=cpu_row) == 0
+    assert evidence.main(current_settings=lambda nb: cpu_row(nb) | ({"steps": 2000} if nb == "06" else {})) == 1
     assert "evidence/06.json was made with other settings than the current cpu profile (differing: steps)" \
         in capsys.readouterr().err
 
