@@ -1,8 +1,9 @@
 """Probe for notebook 05 (cpu profile): small vs large batch at equal epochs, micro-batch penalties, on a VALIDATION split.
 
 Starting from NOTES.md's setting (``recipes.CPU_BATCH`` holds the chosen one): ``mlp`` 256x256 on the first
-``train_size`` Fashion-MNIST training images, plain SGD on a cosine schedule to 0, equal epochs: SB = batch ``micro`` (lr ``sb``), LB = batch ``batch`` as micro-batches of ``micro``
-(lr ``lb``), LB+GN / LB+FT (lr ``lb``, weight ``lam``); validation = training images 50,000-59,999.
+``train_size`` Fashion-MNIST training images, plain SGD on a cosine schedule to 0, equal epochs: SB = batch
+``micro`` (lr ``sb``), LB = batch ``batch`` as micro-batches of ``micro`` (lr ``lb``), LB+GN / LB+FT (lr ``lb``,
+weight ``lam``); validation = training images 50,000-59,999.
 Usage: ``python p05_batch.py SEEDS [KEY=VALUE ...]``; prints one line per run.
 """
 
