@@ -171,7 +171,7 @@ def test_a_two_axis_lr_weight_decay_sweep_draws_a_heatmap(in_process, tmp_path):
 def test_list_shows_every_parameter_with_type_doc_and_profile_values(capsys):
     assert main(["list", "--only", "02,03,04"]) == 0
     out = capsys.readouterr().out
-    assert "    lr (float): peak learning rate of every optimizer\n        quick: 0.003; full: 0.001; cpu: " in out
+    assert "    lr (float): peak learning rate of every optimizer\n        quick: 0.003; full: 0.001; cpu: 0.003\n" in out
     assert "    kappa_init_method (str):" in out and "    rho (float): SAM's ascent radius" in out
     assert "    momentum (float):" in out and "one of: uniform, warm_start, dependent, inflection_point" in out
 

@@ -22,12 +22,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 # The profiles, the one place to add one: name -> (the row of each notebook's catalog it starts from,
-# values replacing that row's in every notebook that has the setting); a catalog with a row named
-# after the profile itself uses that row instead. "quick" runs every notebook on a laptop CPU / in CI
-# in minutes, "full" the paper-scale setting on a GPU; "cpu" shows each claim on a 2-core CPU in
-# <= 10 min per notebook (the catalogs' "cpu" rows; a notebook without one runs its quick row).
-PROFILE_ROWS: dict[str, tuple[str, dict[str, Any]]] = {"quick": ("quick", {}), "full": ("full", {}),
-                                                       "cpu": ("quick", {})}
+# values replacing that row's in every notebook that has the setting). "quick" runs every notebook on
+# a laptop CPU / in CI in minutes, "full" the paper-scale setting on a GPU, "cpu" the quick notebook plus
+# its evidence experiments (evidence/DESIGN.md; a notebook without a "cpu" row runs its "quick" row).
+PROFILE_ROWS: dict[str, tuple[str, dict[str, Any]]] = {"quick": ("quick", {}), "full": ("full", {}), "cpu": ("cpu", {})}
 PROFILES = tuple(PROFILE_ROWS)
 
 

@@ -1,10 +1,10 @@
 """One home per notebook for its parameters and profiles: ``regkit/course/catalog/nbNN.py``.
 
 Each module defines ``STEM`` (the notebook's file stem), ``KNOBS`` (the parameters a user may set:
-name, type, one-line doc, allowed values) and ``PROFILES`` ({"quick": {...}, "full": {...}}, optionally
-"cpu" (else the cpu profile runs "quick"): every setting of the notebook, knobs included). Everything
-reads it: the notebook (its ``parameters`` cell is :func:`parameters_source`, its settings cell calls
-:func:`regkit.course.notebook_settings`), ``python -m regkit.course list``, the runner and the sweep (``-p`` / ``--grid`` values are checked
+name, type, one-line doc, allowed values) and ``PROFILES`` ({"quick": {...}, "full": {...}}: every
+setting of the notebook, knobs included). Everything reads it: the notebook (its ``parameters``
+cell is :func:`parameters_source`, its settings cell calls :func:`regkit.course.notebook_settings`),
+``python -m regkit.course list``, the runner and the sweep (``-p`` / ``--grid`` values are checked
 against the knobs before any kernel starts).
 """
 
@@ -66,12 +66,12 @@ class Catalog:
     profiles: Mapping[str, Mapping[str, Any]]  # the rows PROFILE_ROWS names
 
     def row(self, profile: str) -> dict[str, Any]:
-        """Every setting of ``profile``: this catalog's row named ``profile`` if it has one, else the row the
-        profile is based on (``PROFILE_ROWS``), with the profile's notebook-wide replacements."""
+        """Every setting of ``profile``: the row it is based on (the "quick" row where this notebook has no such
+        row, e.g. "cpu" for a notebook without evidence experiments), with its notebook-wide replacements."""
         if profile not in PROFILE_ROWS:
             raise ValueError(f"profile={profile!r} is not one of: {', '.join(map(repr, PROFILE_ROWS))}")
         base, replaced = PROFILE_ROWS[profile]
-        row = dict(self.profiles.get(profile, self.profiles[base]))
+        row = dict(self.profiles.get(base, self.profiles["quick"]))
         return row | {name: value for name, value in replaced.items() if name in row}
 
 
