@@ -168,6 +168,16 @@ def implicit_sgd_methods(*, lr: Mapping[str, float], lam: Mapping[str, float], b
     return methods
 
 
+CPU_BATCH: dict[str, Any] = {
+    "train_size": 4096, "hidden": (256, 256), "epochs": 30, "batch_size": 1024, "micro_batch_size": 32,
+    "lr": {"sb": 0.1, "lb": 0.3, "reg": 0.3}, "lam": {"gn": 0.01, "fisher": 0.01}, "seeds": [0, 1, 2],
+}
+"""Notebook 05's cpu-profile design (evidence/DESIGN.md "05"): ``mlp`` 256x256 on the first 4,096 Fashion-MNIST
+training images, plain SGD on a cosine schedule to 0 at **equal epochs**: small batch ``micro_batch_size`` (lr
+``lr["sb"]``) vs the large batch ``batch_size`` as micro-batches of ``micro_batch_size`` (``lr["lb"]``), alone or
+with each micro-batch penalty of ``lam`` (``lr["reg"]``), for ``seeds`` (``implicit_sgd_methods``)."""
+
+
 # --- Zhao, Zhang & Hu, gradient-norm penalty (ICML 2022): CIFAR ResNet -------------------------------------
 
 GNP_CIFAR: dict[str, Any] = {
@@ -245,16 +255,6 @@ each rectangular in its paper's coordinates: Adam + L2 over (lr, L2 coefficient 
 ``weight_decay = adamw_lr_wd / lr``). ``best_cells``: each grid's (lr, decay) cell best on the seed-mean
 validation grid, chosen before any test run. The validated lr 0.00316 column (flat on validation) is left out:
 2 x 18 cells x 5 seeds fit the 10-minute budget of a 2-core CPU, 2 x 24 cells do not on a busy one."""
-
-
-CPU_GROKKING: dict[str, Any] = {
-    "model": "onehot_mlp", "model_kw": {"hidden": 128}, "p": 59, "train_fraction": 0.5, "init_scale": 4.0,
-    "steps": 3000, "lr": 5e-3, "betas": (0.9, 0.99), "warmup": 10, "batch_size": None, "eval_every": 25,
-    "log_points": 40, "stop_at": 0.99, "methods": ("adamw_wd1", "rescale_0.8", "cpr_l2"), "seeds": 3,
-}
-"""Notebook 06's cpu-profile design (evidence/DESIGN.md): the quick profile's one-hot MLP (p = 59, train
-fraction 0.5, 4x initialization) with 3 seeds and up to 3,000 full-batch steps; keyword arguments of
-``regkit.grokking.run`` plus the compared methods and the seed count."""
 
 
 def grokking_delay(history: History, steps: int) -> int:

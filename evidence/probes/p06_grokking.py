@@ -1,6 +1,6 @@
 """Probe for notebook 06 (cpu profile): grokking delay per method over seeds.
 
-The quick profile's one-hot MLP (``regkit.grokking.PROFILES["quick"]``) with ``CPU_GROKKING`` overrides;
+Notebook 06's cpu row (``regkit/course/catalog/nb06.py``: the quick profile's one-hot MLP, 3,000 steps);
 prints per run: steps to 99% train and validation accuracy, the delay, CPU seconds.
 Usage: ``python p06_grokking.py SEEDS METHOD,METHOD``.
 """
@@ -10,11 +10,12 @@ import time
 
 import torch
 
-from regkit.grokking import run, steps_to
-from regkit.recipes import CPU_GROKKING, grokking_delay
+from regkit.course.catalog import load
+from regkit.grokking import profile_run_kwargs, run, steps_to
+from regkit.recipes import grokking_delay
 
 torch.set_num_threads(1)
-kw = {k: v for k, v in CPU_GROKKING.items() if k not in ("methods", "seeds")}
+kw = profile_run_kwargs(load("06").row("cpu"))
 for seed in [int(s) for s in sys.argv[1].split(",")]:
     for method in sys.argv[2].split(","):
         start = time.process_time()

@@ -2,6 +2,7 @@
 
 from regkit.course.catalog import Knob
 from regkit.course.catalog import _common as c
+from regkit.recipes import CPU_GR, CPU_SAM_NOISE
 
 STEM = "04_gradient_norm_penalty_hessian_free"
 KNOBS = (
@@ -31,3 +32,8 @@ PROFILES = {
         timing_model="resnet18", timing_kwargs={"width": 64}, timing_batch=128, timing_repeats=32, **_PENALTY,
     ),
 }
+# The cpu profile (evidence/DESIGN.md "04"): sections 1-6 run as in quick (full Fashion-MNIST, the first seed);
+# the evidence section runs the two designs on full Fashion-MNIST: SGD / SAM / GNP under 40% label noise with
+# every seed, Adam (+GR) on the ViT with the first ``gr_seeds`` seeds (evidence/04.json).
+PROFILES["cpu"] = PROFILES["quick"] | {"dataset": "fashion_mnist", "seeds": [0, 1, 2, 3, 4], "device": "cpu",
+                                       "sam_noise": CPU_SAM_NOISE, "gr": CPU_GR, "gr_seeds": 3}

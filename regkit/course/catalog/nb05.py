@@ -3,6 +3,7 @@
 from regkit.course.catalog import Knob
 from regkit.course.catalog import _common as c
 from regkit.penalties.microbatch import PENALTIES
+from regkit.recipes import CPU_BATCH
 
 STEM = "05_implicit_regularization_sgd"
 KNOBS = (
@@ -24,3 +25,6 @@ PROFILES = {
                  augment=True, batch_size=5120, micro_batch_size=128, steps=5000, eval_every=250, probe=5120,
                  device=None, seeds=[0], threads=None, penalty=list(PENALTIES), lam=None),
 }
+# The cpu profile (evidence/DESIGN.md "05"): sections 1-5 run as in quick on full Fashion-MNIST (one seed); the
+# evidence section runs ``batch_design`` (small vs large batch at equal epochs, 3 seeds: evidence/05.json).
+PROFILES["cpu"] = PROFILES["quick"] | {"dataset": "fashion_mnist", "device": "cpu", "batch_design": CPU_BATCH}

@@ -22,3 +22,7 @@ PROFILES = {
            "weight_decay": None}
     for name, row in RUNS.items()
 }
+# The cpu profile's design (evidence/DESIGN.md "06"): the quick setting with a 3,000-step budget, the three
+# methods of the claims and 5 seeds; the notebook packages each run's grokking delay (evidence/06.json).
+PROFILES["cpu"] = PROFILES["quick"] | {"steps": 3000, "methods": ["adamw_wd1", "rescale_0.8", "cpr_l2"],
+                                       "seeds": [0, 1, 2, 3, 4], "device": "cpu"}
