@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 import regkit.course.runner as runner_module
 import regkit.course.sweep as sweep_module
 from regkit.course.__main__ import main as course_main
+from regkit.course.runner import NOTEBOOKS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 READMES = ("README.md", "data/README.md")
@@ -93,6 +95,12 @@ def test_course_command_parses_validates_and_runs_stubbed(command, stubbed, tmp_
     argv = course_command(command)
     if argv[0] in ("run", "sweep"):
         argv += ["--out", str(tmp_path)]
+    if argv[0] == "build":  # teacher copies go to the test's folder, not into the repository
+        argv[argv.index("--solutions") + 1] = str(tmp_path / "teacher")
+    if argv[0] == "book":  # a run folder to read: a committed notebook stands in for an executed one
+        (tmp_path / "run").mkdir()
+        shutil.copy(NOTEBOOKS_DIR / "00_course_overview.ipynb", tmp_path / "run")
+        argv[argv.index("--run") + 1], argv[argv.index("--out") + 1] = str(tmp_path / "run"), str(tmp_path / "book")
     assert course_main(argv) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     if argv[0] == "list":
