@@ -38,7 +38,8 @@ def test_sam_gnp_methods_share_one_sgd():
 
 def test_half_decade_grids():
     assert _decades(3e-3, 1e-1) == (0.00316, 0.01, 0.0316, 0.1)
-    assert CPU_DECAY_GRID["lr"] == (0.00316, 0.01, 0.0316, 0.1)
+    # notebook 01's cpu grid drops the 0.00316 column (evidence/DESIGN.md: 180 runs fit the 10-minute budget)
+    assert CPU_DECAY_GRID["lr"] == (0.01, 0.0316, 0.1)
 
 
 def test_downsample_averages_blocks():
