@@ -171,9 +171,10 @@ def test_a_two_axis_lr_weight_decay_sweep_draws_a_heatmap(in_process, tmp_path):
 def test_list_shows_every_parameter_with_type_doc_and_profile_values(capsys):
     assert main(["list", "--only", "02,03,04"]) == 0
     out = capsys.readouterr().out
-    assert "    lr (float): peak learning rate of every optimizer\n        quick: 0.003; full: 0.001; cpu: 0.003\n" in out
-    assert "    kappa_init_method (str):" in out and "    rho (float): SAM's ascent radius" in out
-    assert "    momentum (float):" in out and "one of: uniform, warm_start, dependent, inflection_point" in out
+    assert "    lr = None  (float): peak learning rate of every optimizer\n        quick: 0.003; full: 0.001; cpu: 0.003\n" in out
+    assert "    kappa_init_method = None  (str):" in out and "    rho = None  (float): SAM's ascent radius" in out
+    assert "    profile = 'quick'  (str): one of quick, full, cpu" in out
+    assert "    momentum = None  (float):" in out and "one of: uniform, warm_start, dependent, inflection_point" in out
 
 
 def test_notebook07_sections_take_the_shared_and_their_own_parameters():

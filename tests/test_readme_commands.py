@@ -104,7 +104,7 @@ def test_course_command_parses_validates_and_runs_stubbed(command, stubbed, tmp_
     assert course_main(argv) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     if argv[0] == "list":
-        assert "03_constrained_parameter_regularization.ipynb" in out and "kappa_init_method (str)" in out
+        assert "03_constrained_parameter_regularization.ipynb" in out and "kappa_init_method = None  (str)" in out
     if argv[0] == "sweep":
         summary = (tmp_path / "summary.csv").read_text()
         grid = dict(item.split("=") for item in argv[argv.index("--grid") + 1:] if "=" in item and "," in item)

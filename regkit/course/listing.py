@@ -16,12 +16,11 @@ def describe(nb: CourseNotebook) -> list[str]:
             kind = p.kind.__name__ if p.kind else "profile's value"
             lines.append(f"    {p.name} = {p.default!r}  ({kind})" + (f"  # {p.help}" if p.help else ""))
         return lines
-    lines = [f"    (profiles and parameters: regkit/course/catalog/nb{catalog.number}.py)"]
-    if not catalog.knobs:
-        lines.append("    no parameters besides profile")
+    lines = [f"    (profiles and parameters: regkit/course/catalog/nb{catalog.number}.py)",
+             f"    profile = 'quick'  (str): one of {', '.join(PROFILES)}"]
     rows = {profile: catalog.row(profile) for profile in PROFILES}
-    for knob in catalog.knobs.values():
-        lines.append(f"    {knob.name} ({knob.kind.__name__}): {knob.doc}")
+    for knob in catalog.knobs.values():  # None in the notebook: the profile's value, shown per profile below
+        lines.append(f"    {knob.name} = None  ({knob.kind.__name__}): {knob.doc}")
         lines.append("        " + "; ".join(f"{profile}: {rows[profile][knob.name]!r}" for profile in PROFILES))
         if knob.choices:
             lines.append(f"        one of: {', '.join(map(str, knob.choices))}")
