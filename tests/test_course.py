@@ -140,6 +140,41 @@ def test_cell_timeout_interrupts_and_names_the_cell(tmp_path):
     assert read_json(tmp_path / "manifest.json")["notebooks"]["01_fails"]["duration_s"] < 30
 
 
+def test_a_kernel_that_dies_at_start_is_started_again(tmp_path, monkeypatch, capsys):
+    import papermill
+
+    real, calls = papermill.execute_notebook, []
+
+    def dies_once(*args, **kwargs):  # the port race of parallel workers: the first kernel dies at start
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(papermill, "execute_notebook", dies_once)
+    run = run_course(notebooks_dir=FIXTURES, out_dir=tmp_path, only=["02"])
+    assert not run.failed and len(calls) == 2
+    assert read_json(tmp_path / "02_records.results.json")[KEY]["value"] == 6
+    assert "02_records.ipynb: the kernel did not start (Kernel died before replying" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("error", ["Kernel didn't respond in 60 seconds", "a cell's own RuntimeError"])
+def test_a_kernel_that_never_starts_or_a_cell_error_is_reported(tmp_path, monkeypatch, error):
+    import papermill
+
+    calls = []
+
+    def fails(*args, **kwargs):
+        calls.append(args)
+        raise RuntimeError(error)
+
+    monkeypatch.setattr(papermill, "execute_notebook", fails)
+    run = run_course(notebooks_dir=FIXTURES, out_dir=tmp_path, only=["02"])
+    (outcome,) = run.failed
+    assert f"RuntimeError: {error}" in outcome.message
+    assert len(calls) == (3 if error.startswith("Kernel") else 1)  # only a start failure is retried
+
+
 # --- bad input: clear errors before anything runs ---------------------------------------------
 
 @pytest.mark.parametrize(

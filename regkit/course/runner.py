@@ -205,6 +205,20 @@ def describe_failure(
     return index, f"cell {index} (In [{error.exec_count}]) raised {what}", strip_color("\n".join(error.traceback))
 
 
+KERNEL_START_ATTEMPTS = 3
+"""How often a notebook's kernel is started before its start failure is reported (no cell ran yet)."""
+
+
+def kernel_failed_to_start(error: BaseException) -> bool:
+    """Whether ``error`` is jupyter_client's report that a kernel died or hung before its first reply.
+
+    Kernels started at the same moment (parallel sweep workers) can pick the same free TCP port,
+    and one dies with "Address already in use"; no cell has run then, so starting again is safe.
+    """
+    return isinstance(error, RuntimeError) and str(error).startswith(
+        ("Kernel died before replying to kernel_info", "Kernel didn't respond in"))
+
+
 def partial_path(path: Path) -> Path:
     """Where ``path`` is written while its notebook runs: ``.NAME.partial.EXT`` beside it."""
     return path.with_name(f".{path.stem}.partial{path.suffix}")
@@ -247,11 +261,19 @@ def execute(
     start = time.perf_counter()
     try:
         with kernel_environment(writing[results_file], root, env):
-            papermill.execute_notebook(
-                str(nb.path), str(writing[executed]), parameters=parameters, kernel_name=KERNEL_NAME,
-                cwd=str(root), progress_bar=progress_bar, log_output=log_output,
-                execution_timeout=cell_timeout, interrupt_on_timeout=True,
-            )
+            for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+                try:
+                    papermill.execute_notebook(
+                        str(nb.path), str(writing[executed]), parameters=parameters, kernel_name=KERNEL_NAME,
+                        cwd=str(root), progress_bar=progress_bar, log_output=log_output,
+                        execution_timeout=cell_timeout, interrupt_on_timeout=True,
+                    )
+                    break
+                except RuntimeError as error:
+                    if not kernel_failed_to_start(error) or attempt == KERNEL_START_ATTEMPTS:
+                        raise
+                    print(f"{nb.name}: the kernel did not start ({error}); starting another "
+                          f"(attempt {attempt + 1} of {KERNEL_START_ATTEMPTS})", flush=True)
         entry.update(status="ok", failed_cell=None, error=None, traceback=None)
     except Exception as error:  # any failure of one notebook is reported; the others still run
         cell, message, traceback = describe_failure(error, nb, cell_timeout)
