@@ -1,6 +1,6 @@
 """Gradient-norm penalty part of ``python -m regkit.bench penalties``: step cost as ratios to a plain step.
 
-On one batch of a CIFAR ResNet-18 (full width; ``--quick``: width 8, batch 16), one training step of
+On one batch of a CIFAR ResNet-18 (full width, batch 128 of 32x32 images; ``--quick``: width 4, batch 8 of 16x16, seconds), one training step of
 each method, interleaved (see ``regkit.bench._timing``): plain SGD (1 forward + 1 backward), GNP
 by finite differences (alpha 0.8, r 0.1: 2 forward + 2 backward, the physical floor), SAM (rho
 0.05, the same two passes) and the exact penalty by double backprop (GNP ``difference="exact"``).
@@ -62,18 +62,18 @@ def penalty_steps(model: nn.Module, x: Tensor, y: Tensor, *, alpha: float = 0.8,
 def run(quick: bool = False, device: str | None = None) -> list:
     """Print the table for one device (default: CUDA, else MPS, else CPU); return the costs."""
     device = resolve_device(device)
-    width, batch = (8, 16) if quick else (64, 128)
+    width, batch, size = (4, 8, 16) if quick else (64, 128, 32)
     # a multiple of the 4 candidates: every candidate runs equally often in every position of a round
     repeats, warmup = (4, 1) if quick else ((32, 4) if device.type == "cuda" else (8, 1))
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 3, 32, 32, generator=generator).to(device)
+    x = torch.randn(batch, 3, size, size, generator=generator).to(device)
     y = torch.randint(0, 10, (batch,), generator=generator).to(device)
     torch.manual_seed(0)
-    model = build_model("resnet18", 10, width=width).to(device)
+    model = build_model("resnet18", 10, image_size=size, width=width).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"gradient-norm penalty: CIFAR ResNet-18 (width {width}, {n_params / 1e6:.2f}M params), batch {batch} "
-          f"of 3x32x32, {where}, torch {torch.__version__}\nmedian of {repeats} interleaved steps after {warmup} "
+          f"of 3x{size}x{size}, {where}, torch {torch.__version__}\nmedian of {repeats} interleaved steps after {warmup} "
           "warm-up round(s); CPU ms = the process's CPU time; peak MiB = tensor memory allocated during one step "
           "above that before it", flush=True)
     costs = measure_steps(penalty_steps(model, x, y), device, repeats=repeats, warmup=warmup)
