@@ -149,3 +149,19 @@ def test_the_cpu_row_is_the_quick_row_plus_the_evidence_design():
     row = catalog.row("cpu")
     assert {k: v for k, v in row.items() if k != "evidence"} == catalog.row("quick")
     assert len(row["evidence"]["seeds"]) >= 3
+
+
+def test_packaged_result_is_the_cpu_row_s_committed_run_with_three_seeds_per_claim():
+    data = evidence.load("09")
+    assert data is not None, "evidence/09.json is missing: run python -m regkit.course run --profile cpu --only 09"
+    assert evidence.stale_keys(data["settings"], load("09").row("cpu")) == []
+    assert data["profile"] == "cpu" and data["threads"] == 1 and data["device"].startswith("cpu")
+    assert not data["git_commit"].endswith("+dirty"), "packaged from uncommitted code: commit, then rerun"
+    for claim in (c for c in evidence.CLAIMS if c.notebook == "09"):
+        for name in filter(None, (claim.treatment, claim.baseline)):
+            assert sorted(data["values"][name]) == ["0", "1", "2"], (claim.key, name)
+        assert evidence.decide(claim, data).verdict != evidence.NO_RESULT
+    for suffix in ("err", "loss"):  # the packaged slopes obey wd slope = tau slope - 1 (fixed batch)
+        for seed, tau in data["values"][f"tau_abs_slope_{suffix}"].items():
+            wd = data["values"][f"wd_abs_slope_{suffix}"][seed]
+            assert math.isclose(wd, abs(tau - 1)) or math.isclose(wd, tau + 1)
