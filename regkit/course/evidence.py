@@ -118,6 +118,9 @@ ZHAO_GNP = "Zhao, Zhang & Hu, Penalizing Gradient Norm, ICML 2022"
 ZHAO_GR = "Zhao, Zhang & Hu, When Will Gradient Regularization Be Harmful?, ICML 2024"
 NOVACK = "Novack et al., implicit regularization in SGD, ICLR 2023"
 POWER = "Power et al., Grokking, 2022; Franke et al. (CPR) for the CPR variant"
+WANG_AITCHISON = "Wang & Aitchison, How to set AdamW's weight decay as you scale model and dataset size, ICML 2025"
+KOSSON = "Kosson, Messmer & Jaggi, Rotational Equilibrium, ICML 2024"
+DEFAZIO = "Defazio, Why Gradients Rapidly Increase Near the End of Training (AdamC), 2025"
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("01", "decoupled_separable", "decoupled decay makes the best lr and wd nearly independent (AdamW's good "
@@ -158,6 +161,24 @@ CLAIMS: tuple[Claim, ...] = (
           "steps from 99% train to 99% validation accuracy", "rescaling_delay", "adamw_delay", -1),
     Claim("06", "cpr_grok", "CPR shortens the grokking delay", POWER,
           "steps from 99% train to 99% validation accuracy", "cpr_delay", "adamw_delay", -1),
+    Claim("09", "tau_transfer_err", "the best decay stays put across training-set sizes as tau_epoch, not as wd "
+          "(test error)", WANG_AITCHISON, "|slope| of log2 best tau_epoch (vs: wd) vs log2 N",
+          "tau_abs_slope_err", "wd_abs_slope_err", -1),
+    Claim("09", "tau_transfer_loss", "the best decay stays put across training-set sizes as tau_epoch, not as wd "
+          "(test loss)", WANG_AITCHISON, "|slope| of log2 best tau_epoch (vs: wd) vs log2 N",
+          "tau_abs_slope_loss", "wd_abs_slope_loss", -1),
+    Claim("09", "equilibrium_norm", "AdamW: the RMS row norm of normalized layers settles within 10% of "
+          "sqrt(lr C / (2 wd))", KOSSON, "worst layer's |norm / predicted - 1|", "eq_norm_error", bound=0.1,
+          direction=-1),
+    Claim("09", "equilibrium_angle", "AdamW: the RMS angular update settles within 10% of "
+          "sqrt(2 lr wd (1 - beta1) / (1 + beta1))", KOSSON, "worst layer's |angle / predicted - 1|",
+          "eq_angle_error", bound=0.1, direction=-1),
+    Claim("09", "grad_norm_rise", "under a cosine schedule the gradient norm of normalized layers rises at the end "
+          "(by at least 10%)", DEFAZIO, "grad norm, last 10% / 30-40% of the run", "plain_grad_rise", bound=1.1),
+    Claim("09", "corrected_smaller_rise", "corrected=True (decay proportional to lr_t / lr_max) shrinks that rise",
+          DEFAZIO, "grad norm, last 10% / 30-40% of the run", "corrected_grad_rise", "plain_grad_rise", -1),
+    Claim("09", "corrected_no_rise", "with corrected=True the gradient norm rises by at most 10% at the end",
+          DEFAZIO, "grad norm, last 10% / 30-40% of the run", "corrected_grad_rise", bound=1.1, direction=-1),
 )
 """Every claim of the course, in notebook order. The names are the packaged values each notebook writes."""
 
