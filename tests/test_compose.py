@@ -254,3 +254,20 @@ def test_a_group_added_later_must_say_whether_it_is_regularized():
     assert len(opt.param_groups) == 2
     opt.add_param_group({"params": list(model.out.parameters()), "regularize": True, "kappa_update": 0.5})
     assert opt.param_groups[-1]["kappa_init_method"] == "inflection_point" and opt.param_groups[-1]["kappa_update"] == 0.5
+
+
+def test_constraint_recorder_follows_a_with_cpr_optimizer():
+    """R, kappa and lambda of with_cpr(SGD), at the wrapper's own step count (SGD keeps no 'step')."""
+    model = TinyNet()
+    opt = ro.with_cpr(ro.SGD)(model, lr=0.1, kappa_init_method="dependent", kappa_init_param=0.9, verbose=False)
+    recorder = ro.ConstraintRecorder(opt)
+    train([model], [opt], 3)
+    frame = recorder.frame()
+    assert list(frame["step"].unique()) == [1, 2, 3] and set(frame["name"]) == {"hidden.weight", "out.weight"}
+    last = frame[frame["step"] == 3].set_index("name")
+    for name in ("hidden.weight", "out.weight"):
+        state = opt.state[dict(model.named_parameters())[name]]
+        assert last.loc[name, "lambda"] == state["lagmul"].item() and last.loc[name, "kappa"] == state["kappa"].item()
+        assert last.loc[name, "R"] == pytest.approx(dict(model.named_parameters())[name].detach().square().sum().item())
+    with pytest.raises(TypeError, match="optimizer must be a regkit.optim.AdamCPR or a regkit.optim.with_cpr"):
+        ro.ConstraintRecorder(ro.SGD(model.parameters(), lr=0.1))

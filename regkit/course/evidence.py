@@ -118,6 +118,7 @@ ZHAO_GNP = "Zhao, Zhang & Hu, Penalizing Gradient Norm, ICML 2022"
 ZHAO_GR = "Zhao, Zhang & Hu, When Will Gradient Regularization Be Harmful?, ICML 2024"
 NOVACK = "Novack et al., implicit regularization in SGD, ICLR 2023"
 POWER = "Power et al., Grokking, 2022; Franke et al. (CPR) for the CPR variant"
+COMPOSED = "Franke et al. (CPR, NeurIPS 2024) and Foret et al. (SAM, ICLR 2021), through regkit's composing wrappers"
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("01", "decoupled_separable", "decoupled decay makes the best lr and wd nearly independent (AdamW's good "
@@ -158,6 +159,10 @@ CLAIMS: tuple[Claim, ...] = (
           "steps from 99% train to 99% validation accuracy", "rescaling_delay", "adamw_delay", -1),
     Claim("06", "cpr_grok", "CPR shortens the grokking delay", POWER,
           "steps from 99% train to 99% validation accuracy", "cpr_delay", "adamw_delay", -1),
+    Claim("10", "sgd_cpr_vs_sgd", "SGD+CPR (with_cpr(SGD), no wd to tune) matches or beats SGD with the wd best on "
+          "validation", COMPOSED, "test accuracy (%)", "sgd_cpr_acc", "sgd_best_acc", margin=0.5),
+    Claim("10", "sam_over_cpr", "SAM over AdamCPR generalizes better than AdamCPR (40% label noise)", COMPOSED,
+          "test accuracy (%)", "sam_adamcpr_acc", "adamcpr_acc"),
 )
 """Every claim of the course, in notebook order. The names are the packaged values each notebook writes."""
 
