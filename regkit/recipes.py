@@ -30,6 +30,7 @@ from regkit.optim import (
     AdamW,
     ConstraintRecorder,
     JointNormRescaler,
+    with_cpr,
 )
 from regkit.param_groups import param_groups
 from regkit.penalties import GNP, SAM, MicroBatchStats, microbatch_grad_fn
@@ -343,3 +344,44 @@ def gr_methods(*, lr: float, weight_decay: float, r: float, warmup: int,
                              **adamw)
 
     return [Method(GR_NAMES[key], key, build(key)) for key in methods]
+
+
+# --- Composed regularizers (issue 24): SGD + CPR vs tuned SGD, SAM over AdamCPR vs AdamCPR -------------------
+
+def composition_methods(*, sgd_lr: float, weight_decays: Sequence[float], adam_lr: float, warmup: int,
+                        rho: float, momentum: float = 0.9) -> list[Method]:
+    """Notebook 10's comparison of composed optimizers, all with CPR's warm-start bounds after ``2 * warmup`` steps
+    (the CPR paper's rule; l2 bounds on every matrix, no weight decay):
+
+    * ``sgd_wd_<wd>``: SGD (Nesterov ``momentum``, lr ``sgd_lr``) with coupled L2 ``wd`` on the matrices
+      (`param_groups`), one method per value of ``weight_decays``;
+    * ``sgd_cpr``: ``with_cpr(SGD)`` with the same SGD settings;
+    * ``adamcpr``: AdamCPR (lr ``adam_lr``); ``sam_adamcpr``: SAM of radius ``rho`` over that AdamCPR
+      (``model=``: BatchNorm statistics from the first pass only).
+    """
+    sgd = dict(lr=sgd_lr, momentum=momentum, nesterov=True)
+    bound = dict(kappa_init_method="warm_start", kappa_init_param=2 * warmup, verbose=False)
+    methods = [Method(f"SGD wd {wd:g}", f"sgd_wd_{wd:g}",
+                      lambda m, wd=wd: SGD(param_groups(m, wd, verbose=False), **sgd)) for wd in weight_decays]
+    return methods + [
+        Method("SGD+CPR", "sgd_cpr", lambda m: with_cpr(SGD)(m, **sgd, **bound)),
+        Method("AdamCPR", "adamcpr", lambda m: AdamCPR(m.parameters(), lr=adam_lr, **bound)),
+        Method("SAM over AdamCPR", "sam_adamcpr",
+               lambda m: SAM(m.parameters(), AdamCPR, rho=rho, model=m, lr=adam_lr, **bound)),
+    ]  # fmt: skip
+
+
+CPU_COMPOSE: dict[str, Any] = {
+    "sgd": {**CPU_SMALL_CNN, "label_noise": 0.0, "hidden": None, "augment": False, "warmup": 20, "sgd_lr": 0.1,
+            "weight_decays": (0.0, 1e-3, 3.16e-3, 1e-2, 3.16e-2, 0.1), "best_wd": 1e-2, "adam_lr": 0.01, "rho": 0.0,
+            "seeds": [0, 1, 2, 3, 4]},
+    "sam": {"dataset": "fashion_mnist", "image_size": 28, "train_size": 5000, "label_noise": 0.4, "model": "mlp",
+            "hidden": (256, 256), "width": None, "batch_size": 128, "steps": 1560, "augment": False, "warmup": 50,
+            "adam_lr": 1e-3, "rho": 0.3, "sgd_lr": 0.1, "weight_decays": (), "seeds": [0, 1, 2, 3, 4]},
+}
+"""Notebook 10's cpu-profile design (evidence/DESIGN.md "10"), one design per claim, each where its phenomenon
+shows at cpu scale. ``sgd``: notebook 01's data and model (``CPU_SMALL_CNN``), SGD Nesterov momentum 0.9 lr 0.1
+(notebook 02's), 20-step linear warmup then cosine to 0; SGD's L2 swept over ``weight_decays``, ``best_wd`` the
+one best on validation; SGD+CPR with warm-start bounds after 40 steps. ``sam``: notebook 04's label-noise task
+(5,000 images, 40% symmetric noise, ``mlp`` 256x256, batch 128, 40 epochs), AdamCPR lr 1e-3 with a 50-step
+warmup (bounds after 100 steps), SAM radius ``rho`` best on validation of {0.05, 0.1, 0.3, 0.5, 1}."""

@@ -37,7 +37,7 @@ from regkit.train import seed_everything, train, warmup_cosine
 OPTIMIZERS = sorted(name for name in regkit.optim.__all__
                     if inspect.isclass(getattr(regkit.optim, name))
                     and issubclass(getattr(regkit.optim, name), torch.optim.Optimizer)
-                    and name != "Graft")  # Graft needs a magnitude per step from a second run: Python only
+                    and name not in ("Graft", "Grafted"))  # a magnitude from a second run / two optimizers: Python only
 IMAGE_MODELS = sorted(name for name in MODELS if name not in ("onehot_mlp", "grok_transformer"))  # token models
 EVAL_BATCH = 1000
 

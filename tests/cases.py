@@ -31,6 +31,7 @@ Check names (the keys of ``tolerance`` and ``skip``) are listed in CHECKS.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
@@ -163,6 +164,20 @@ def graft(params, **kwargs):
     return ro.Graft(params, schedule=ro.GraftingSchedule("global", rows), **kwargs)
 
 
+def graft_sgd_adamcpr(params, lr, momentum=0.9, norm="global", foreach=None, **cpr):
+    """Grafting (regkit.optim.Grafted): momentum SGD's step length on AdamCPR's direction (both get ``lr``)."""
+    magnitude = partial(ro.SGD, lr=lr, momentum=momentum, foreach=foreach)
+    direction = partial(ro.AdamCPR, lr=lr, foreach=foreach, verbose=False, **cpr)
+    return ro.Grafted(params, magnitude, direction, norm=norm, foreach=foreach)
+
+
+def graft_adam_sgd_projection(params, lr, betas=(0.9, 0.999), delta=0.1, norm="layer", foreach=None):
+    """Grafting: Adam's per-tensor step length on the direction of with_projection(SGD) (its lr cancels)."""
+    magnitude = partial(ro.Adam, lr=lr, betas=betas, foreach=foreach)
+    direction = partial(ro.with_projection(ro.SGD), lr=lr, momentum=0.9, delta=delta, foreach=foreach)
+    return ro.Grafted(params, magnitude, direction, norm=norm, foreach=foreach)
+
+
 # Two-pass wrappers around regkit SGD: the base optimizer validates lr etc. (a group added later goes to it);
 # foreach and for-loop paths take different norms (torch._foreach_norm vs vector_norm): equal to rounding.
 WRAPPER = dict(
@@ -175,6 +190,11 @@ GNP_CONVERGE = {**SGD_CONVERGE, "rosenbrock": {"lr": 1.4e-3, "steps": 250, "r": 
 GRAFT_CONVERGE = {"quadratic": {"lr": 0.02, "steps": 600}, "rosenbrock": {"lr": 0.02, "steps": 1500}}
 SAM_INVALID = {"rho": -0.1, "lr": -0.1, "momentum": -0.5, "foreach": "yes"}
 GNP_INVALID = {"alpha": -0.5, "r": -0.1, "difference": "backward", "lr": -0.1, "momentum": 1.5}
+# Grafting (regkit.optim.Grafted) over composed optimizers; its own ops are the functional graft primitives.
+# The magnitude optimizer sets the step length: Adam's settings for Adam's, SGD's for SGD's.
+GRAFTED_CONVERGE = {**ADAM_CONVERGE, "rosenbrock": {"lr": 0.1, "steps": 700}}
+GRAFTED_CPR_CONVERGE = {"quadratic": {"lr": 0.1, "steps": 80, "kappa_init_param": 1e3}, "rosenbrock": {"lr": 1.4e-3, "steps": 250}}
+GRAFTED_CPR_SKIP = {**COMPOSED_SKIP, "param_groups": "AdamCPR's hand-made groups must say regularize=True/False (test_cpr)"}
 GRAFT_SKIP = {
     "compile": "Graft/NGD step spans all groups (one global norm); the functional graft_update has its own compile test",
     "param_groups": "one global norm and one schedule across all groups: separate optimizers are a different method",
@@ -223,6 +243,8 @@ CASES = [
     Case("adam_projection_cpr", kwargs={"lr": 0.01, "kappa_init_method": "uniform", "kappa_init_param": 0.5, "kappa_update": 0.1, "delta": 0.5, "verbose": False}, **PROJECTED_ADAM_CPR),
     Case("sam_adamcpr", sam_adamcpr, {"rho": 0.01, "lr": 0.01, "kappa_init_method": "uniform", "kappa_init_param": 0.5, "kappa_update": 0.1}, {"rho": -0.1, "lr": -1e-3, "kappa_update": -1.0}, CPR_CONVERGE, **{**WRAPPER, "skip": {**WRAPPER["skip"], "invalid_group": "an added AdamCPR group must say regularize=True/False: refused for that first (test_cpr)"}}),
     Case("gnp_adamp", gnp_adamp, {"alpha": 0.8, "r": 0.01, "lr": 0.01, "weight_decay": 1e-2}, {"alpha": -0.5, "r": -0.1, "wd_ratio": 1.5}, {**ADAM_CONVERGE, "rosenbrock": {"lr": 0.2, "steps": 700, "r": 1e-3}}, **WRAPPER),
+    Case("graft_sgd_adamcpr_global", graft_sgd_adamcpr, {"lr": 0.05, "kappa_init_method": "uniform", "kappa_init_param": 0.5, "kappa_update": 0.1}, {"lr": -0.1, "momentum": -0.5, "kappa_update": -1.0, "norm": "rows"}, GRAFTED_CPR_CONVERGE, skip=GRAFTED_CPR_SKIP),
+    Case("graft_adam_sgd_projection_layer", graft_adam_sgd_projection, {"lr": 0.01, "delta": 0.5}, {"lr": -0.1, "betas": (0.9, 1.0), "delta": -0.1, "norm": "rows"}, GRAFTED_CONVERGE, skip=COMPOSED_SKIP),
     Case("graft_schedule", graft, {"lr": 0.01}, {"lr": -0.1, "eps": 0.0, "foreach": "yes"}, GRAFT_CONVERGE, skip=GRAFT_SKIP),
 ]
 # fmt: on

@@ -6,6 +6,7 @@ bit for bit where nothing is projected. The generic contract runs on the combina
 """
 
 import copy
+from functools import partial
 
 import pytest
 import torch
@@ -190,9 +191,10 @@ def test_sam_and_gnp_with_no_penalty_are_the_base_bit_for_bit(make, wrapper):
     assert_params(models)
 
 
+@pytest.mark.parametrize("wrapper", ["sam", "gnp"])
 @pytest.mark.parametrize("base", ["adamcpr", "adamp"])
-def test_sam_over_a_composed_base_equals_sam_over_the_hand_made_one(base):
-    """Pairwise: SAM over with_cpr(Adam) is SAM over AdamCPR bit for bit; over with_projection(AdamW) ~ AdamP."""
+def test_sam_over_a_composed_base_equals_sam_over_the_hand_made_one(base, wrapper):
+    """Pairwise: SAM/GNP over with_cpr(Adam) is SAM/GNP over AdamCPR bit for bit; over with_projection(AdamW) ~ AdamP."""
     hand, composed = {
         "adamcpr": (ro.AdamCPR, ro.with_cpr(ro.Adam)),
         "adamp": (ro.AdamP, ro.with_projection(ro.AdamW)),
@@ -200,7 +202,8 @@ def test_sam_over_a_composed_base_equals_sam_over_the_hand_made_one(base):
     kwargs = {"adamcpr": dict(kappa_init_method="dependent", kappa_init_param=0.9, verbose=False),
               "adamp": dict(weight_decay=0.1)}[base]
     models = ScaleInvariantNet(), ScaleInvariantNet()
-    opts = [SAM(m.parameters(), make, rho=0.05, lr=0.01, model=m, **kwargs) for m, make in zip(models, (hand, composed), strict=True)]
+    two_pass = partial(SAM, rho=0.05) if wrapper == "sam" else partial(GNP, alpha=0.8, r=0.05)
+    opts = [two_pass(m.parameters(), make, lr=0.01, model=m, **kwargs) for m, make in zip(models, (hand, composed), strict=True)]
     train(models, opts, 10)
     assert_params(models, **({} if base == "adamcpr" else PROJECTION_TOL))
 
@@ -251,3 +254,20 @@ def test_a_group_added_later_must_say_whether_it_is_regularized():
     assert len(opt.param_groups) == 2
     opt.add_param_group({"params": list(model.out.parameters()), "regularize": True, "kappa_update": 0.5})
     assert opt.param_groups[-1]["kappa_init_method"] == "inflection_point" and opt.param_groups[-1]["kappa_update"] == 0.5
+
+
+def test_constraint_recorder_follows_a_with_cpr_optimizer():
+    """R, kappa and lambda of with_cpr(SGD), at the wrapper's own step count (SGD keeps no 'step')."""
+    model = TinyNet()
+    opt = ro.with_cpr(ro.SGD)(model, lr=0.1, kappa_init_method="dependent", kappa_init_param=0.9, verbose=False)
+    recorder = ro.ConstraintRecorder(opt)
+    train([model], [opt], 3)
+    frame = recorder.frame()
+    assert list(frame["step"].unique()) == [1, 2, 3] and set(frame["name"]) == {"hidden.weight", "out.weight"}
+    last = frame[frame["step"] == 3].set_index("name")
+    for name in ("hidden.weight", "out.weight"):
+        state = opt.state[dict(model.named_parameters())[name]]
+        assert last.loc[name, "lambda"] == state["lagmul"].item() and last.loc[name, "kappa"] == state["kappa"].item()
+        assert last.loc[name, "R"] == pytest.approx(dict(model.named_parameters())[name].detach().square().sum().item())
+    with pytest.raises(TypeError, match="optimizer must be a regkit.optim.AdamCPR or a regkit.optim.with_cpr"):
+        ro.ConstraintRecorder(ro.SGD(model.parameters(), lr=0.1))

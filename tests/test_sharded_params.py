@@ -40,6 +40,7 @@ class NormSGD(ro.SGD):
     [
         (lambda ps: ro.NGD(ps, lr=0.1), "NGD"),
         (lambda ps: ro.Graft(ps, lr=0.1, norm="layer"), "Graft"),
+        (lambda ps: ro.Grafted(ps, torch.optim.SGD, torch.optim.Adam), "Grafted"),
         (lambda ps: GNP(ps, torch.optim.SGD, lr=0.1), "GNP"),
         (lambda ps: SAM(ps, torch.optim.SGD, lr=0.1), "SAM"),
         (lambda ps: ro.AdamP(ps, lr=0.1), "AdamP"),

@@ -10,6 +10,7 @@ gradients) fail with a clear ValueError.
 
 import copy
 import inspect
+from functools import partial
 
 import pytest
 import torch
@@ -22,6 +23,11 @@ from regkit.penalties import GNP, SAM
 def graft(params, **kwargs):
     schedule = ro.GraftingSchedule("global", [torch.tensor(0.5, dtype=torch.float64)] * 100)
     return ro.Graft(params, schedule=schedule, **kwargs)
+
+
+def grafted(params, lr, norm="layer"):
+    """Adam's step length per tensor on momentum SGD's direction (Agarwal et al.'s Adam#SGD)."""
+    return ro.Grafted(params, partial(ro.Adam, lr=lr), partial(ro.SGD, lr=lr, momentum=0.9), norm=norm)
 
 
 # name -> (constructor, kwargs, one bad hyperparameter (name, value)); every Optimizer class of
@@ -39,6 +45,7 @@ FACTORIES = {
     "AdamAdaDecay": (ro.AdamAdaDecay, dict(lr=0.01), ("alpha", -1.0)),
     "NGD": (ro.NGD, dict(lr=0.01), ("lr", float("nan"))),
     "Graft": (graft, dict(lr=0.01, norm="global"), ("eps", 0.0)),
+    "Grafted": (grafted, dict(lr=0.01), ("norm", "rows")),
     "SAM": (lambda ps, **kw: SAM(ps, ro.SGD, **kw), dict(rho=0.05, lr=0.1, momentum=0.9), ("rho", -0.1)),
     "GNP": (lambda ps, **kw: GNP(ps, ro.SGD, **kw), dict(alpha=0.8, r=0.05, lr=0.1), ("r", -0.1)),
 }

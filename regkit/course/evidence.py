@@ -121,6 +121,7 @@ POWER = "Power et al., Grokking, 2022; Franke et al. (CPR) for the CPR variant"
 WANG_AITCHISON = "Wang & Aitchison, How to set AdamW's weight decay as you scale model and dataset size, ICML 2025"
 KOSSON = "Kosson, Messmer & Jaggi, Rotational Equilibrium, ICML 2024"
 DEFAZIO = "Defazio, Why Gradients Rapidly Increase Near the End of Training (AdamC), 2025"
+COMPOSED = "Franke et al. (CPR, NeurIPS 2024) and Foret et al. (SAM, ICLR 2021), through regkit's composing wrappers"
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("01", "decoupled_separable", "decoupled decay makes the best lr and wd nearly independent (AdamW's good "
@@ -179,6 +180,10 @@ CLAIMS: tuple[Claim, ...] = (
           DEFAZIO, "grad norm, last 10% / 30-40% of the run", "corrected_grad_rise", "plain_grad_rise", -1),
     Claim("09", "corrected_no_rise", "with corrected=True the gradient norm rises by at most 10% at the end",
           DEFAZIO, "grad norm, last 10% / 30-40% of the run", "corrected_grad_rise", bound=1.1, direction=-1),
+    Claim("10", "sgd_cpr_vs_sgd", "SGD+CPR (with_cpr(SGD), no wd to tune) matches or beats SGD with the wd best on "
+          "validation", COMPOSED, "test accuracy (%)", "sgd_cpr_acc", "sgd_best_acc", margin=0.5),
+    Claim("10", "sam_over_cpr", "SAM over AdamCPR generalizes better than AdamCPR (40% label noise)", COMPOSED,
+          "test accuracy (%)", "sam_adamcpr_acc", "adamcpr_acc"),
 )
 """Every claim of the course, in notebook order. The names are the packaged values each notebook writes."""
 

@@ -90,6 +90,11 @@ def _sam_step(lr: float = 0.1, rho: float = 0.05) -> np.ndarray:
     return theta - lr * a * (theta + rho * g / np.linalg.norm(g))
 
 
+def _cpr_sgd_multiplier(lr: float, ratio: float) -> float:
+    """SGD + CPR at rest on 0.5 ||W - W*||^2 with ratio = ||W*|| / sqrt(kappa): lr (r - 1) / (2 (1 - lr))."""
+    return lr * (ratio - 1) / (2 * (1 - lr))
+
+
 EXERCISES = {e.id: e for e in (
     Exercise("00.3", "an int: the number of parameter tensors in the no-decay group",
              equal_to(_exempt_tensors),
@@ -129,6 +134,9 @@ EXERCISES = {e.id: e for e in (
     Exercise("09.3", "a float: the mean over the runs of t90 * lr * weight_decay",
              close_to(_time_to_equilibrium, rtol=0.1),
              "average the step counts of several runs; E||w_t||^2 approaches its limit like 1 - (1 - lr wd)^(2t)"),
+    Exercise("10.1", "a float: the multiplier lambda that SGD + CPR settles at",
+             close_to(lambda: _cpr_sgd_multiplier(lr=0.05, ratio=3.0), rtol=1e-4),
+             "run until lambda stops changing (thousands of steps) and read opt.state[W]['lagmul'] as a float"),
 )}
 
 

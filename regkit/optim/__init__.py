@@ -6,6 +6,7 @@ from regkit.optim.cpr import AdamCPR
 from regkit.optim.cpr_recorder import ConstraintRecorder
 from regkit.optim.decay import AdamAdaDecay, AdamAWD
 from regkit.optim.graft import NGD, Graft, GraftingSchedule, gradient_magnitude
+from regkit.optim.grafted import Grafted
 from regkit.optim.rescale import JointNormRescaler
 from regkit.optim.sgd import SGD, SGDW
 from regkit.optim.timescale import decay_timescale, weight_decay_for_timescale
@@ -27,6 +28,7 @@ __all__ = [
     "NGD",
     "Graft",
     "GraftingSchedule",
+    "Grafted",
     "gradient_magnitude",
     "decay_timescale",
     "weight_decay_for_timescale",

@@ -1,16 +1,18 @@
-"""Record AdamCPR's constraint state (R(w), kappa, lambda, the detector's smoothed norm) during training."""
+"""Record CPR's constraint state (R(w), kappa, lambda, the detector's smoothed norm) during training."""
 
 from __future__ import annotations
 
 import torch
+from torch.optim import Optimizer
 
-from regkit.optim.cpr import AdamCPR
 from regkit.optim.measures import evaluate
+from regkit.optim.with_cpr import COUNTER
 
 
 class ConstraintRecorder:
-    """After every ``every``-th ``optimizer.step()``, keep ``R(w)``, ``kappa``, ``lambda`` and ``norm_ema``
-    of each regularized tensor (a step post-hook; values stay on the device until `frame`).
+    """After every ``every``-th step of an AdamCPR or ``with_cpr(Base)`` optimizer, keep ``R(w)``, ``kappa``,
+    ``lambda`` and ``norm_ema`` of each regularized tensor (a step post-hook; values stay on the device until
+    `frame`).
 
     ``R`` is evaluated on the weights after the step (after the constraint step in the
     default post-step order); ``norm_ema`` is NaN unless the tensor's bounds come from the
@@ -24,9 +26,11 @@ class ConstraintRecorder:
         >>> recorder.frame()          # columns step, name, R, kappa, lambda, norm_ema
     """
 
-    def __init__(self, optimizer: AdamCPR, every: int = 1):
-        if not isinstance(optimizer, AdamCPR):
-            raise TypeError(f"optimizer must be a regkit.optim.AdamCPR, got {type(optimizer).__name__}")
+    def __init__(self, optimizer: Optimizer, every: int = 1):
+        if not (isinstance(optimizer, Optimizer) and all(key in group for group in optimizer.param_groups
+                                                         for key in ("regularize", "kappa_init_method"))):
+            raise TypeError(f"optimizer must be a regkit.optim.AdamCPR or a regkit.optim.with_cpr(...) optimizer, "
+                            f"got {type(optimizer).__name__}")
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ValueError(f"every must be an int >= 1, got {every!r}")
         self.optimizer, self.every = optimizer, every
@@ -47,7 +51,8 @@ class ConstraintRecorder:
         """Store the current values (called by the hook; the step count is read from the CPU counters)."""
         for group, chosen in self._tensors():
             state = self.optimizer.state
-            step = state[chosen[0][1]]["step"].item()
+            buffers = state[chosen[0][1]]
+            step = buffers[COUNTER if COUNTER in buffers else "step"].item()  # with_cpr's own count, else AdamCPR's
             if step % self.every:
                 continue
             params = [p for _, p in chosen]

@@ -32,8 +32,19 @@ from torch.optim import Optimizer
 from regkit._validate import check_number
 from regkit.distributed import reject_sharded
 from regkit.optim._base import ChecksLoadedState, KeepsOwnAttributes, reject_unsupported_dtypes
+from regkit.optim._functional import each
 
 NORMS = ("global", "layer")
+
+
+def step_norms(tensors: list[Tensor], *, norm: str, foreach: bool) -> list[Tensor]:
+    """``||t||`` per tensor (``norm="layer"``) or one norm over all of them (``"global"``, accumulated in at
+    least float32), as 0-dim device tensors."""
+    norms = each("norm", tensors, foreach=foreach)
+    if norm == "layer":
+        return norms
+    dtype = torch.promote_types(norms[0].dtype, torch.float32)
+    return [torch.linalg.vector_norm(torch.stack([n.to(norms[0].device, dtype) for n in norms]))]
 
 
 def graft_scales(
@@ -41,15 +52,15 @@ def graft_scales(
 ) -> list[Tensor]:
     """``s = m / max(||g||, eps)``: one 0-dim tensor for ``norm="global"``, one per tensor for
     ``norm="layer"``; NaN where ``||g||`` is not finite (then ``m / ||g||`` may be 0 while the step
-    ``s * g`` is not). ``magnitudes``: None (``m = 1``, NGD) or aligned with the result."""
-    norms = list(torch._foreach_norm(grads)) if foreach else [torch.linalg.vector_norm(g) for g in grads]
-    if norm == "global":
-        dtype = torch.promote_types(norms[0].dtype, torch.float32)
-        norms = [torch.linalg.vector_norm(torch.stack([n.to(norms[0].device, dtype) for n in norms]))]
-    scales = [torch.where(n.isfinite(), 1 / n.clamp_min(eps), torch.nan) for n in norms]
+    ``s * g`` is not). ``magnitudes``: None (``m = 1``, NGD) or aligned with the result. A division,
+    not ``m * (1 / ||g||)``: ``m == ||g||`` gives ``s == 1`` exactly."""
+    norms = step_norms(grads, norm=norm, foreach=foreach)
     if magnitudes is None:
-        return scales
-    return [m.to(s.device, s.dtype) * s for m, s in zip(magnitudes, scales, strict=True)]
+        magnitudes = [torch.ones((), dtype=n.dtype, device=n.device) for n in norms]
+    return [
+        torch.where(n.isfinite(), m.to(n.device, n.dtype) / n.clamp_min(eps), torch.nan)
+        for m, n in zip(magnitudes, norms, strict=True)
+    ]
 
 
 def apply_scaled_steps(
@@ -58,14 +69,9 @@ def apply_scaled_steps(
     """``w <- w - lr * s * g``, with one scale for all tensors or one per tensor; no step where ``s`` is
     not finite (a mask on the device, no host sync)."""
     scales = scales * len(grads) if len(scales) == 1 else scales
-    steps = torch._foreach_mul(grads, scales) if foreach else [g * s for g, s in zip(grads, scales, strict=True)]
-    for step, s in zip(steps, scales, strict=True):
-        step.masked_fill_(~s.isfinite(), 0.0)
-    if foreach:
-        torch._foreach_add_(params, steps, alpha=-lr)
-    else:
-        for p, step in zip(params, steps, strict=True):
-            p.add_(step, alpha=-lr)
+    steps = each("mul", grads, scales, foreach=foreach)
+    each("masked_fill_", steps, [~s.isfinite() for s in scales], 0.0, foreach=False)  # torch has no foreach form
+    each("add_", params, steps, alpha=-lr, foreach=foreach)
 
 
 def graft_update(

@@ -17,7 +17,7 @@ from typing import Any
 
 from regkit.course.profiles import PROFILE_ROWS, check_value
 
-NUMBERS = ("00", "01", "02", "03", "04", "05", "06", "07", "08", "09")
+NUMBERS = ("00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import nbformat
 
 from regkit.course.exercises import judge
 
-NOTEBOOKS = tuple(f"{n:02d}" for n in range(10))
+NOTEBOOKS = tuple(f"{n:02d}" for n in range(11))
 
 
 @dataclass(frozen=True)
