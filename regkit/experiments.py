@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from regkit._validate import check_int
 from regkit.course import record
 from regkit.data import DeviceLoader, ImageDataset
 from regkit.device import resolve_device
@@ -102,12 +103,6 @@ class Run:
         return float(acc.iloc[-1] if metric == "final" else acc.max())
 
 
-def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 def run_methods(methods: Sequence[Method], data: ImageDataset, model: Callable[[], nn.Module], *, steps: int,
                 seeds: Sequence[int], batch_size: int, device: str | torch.device | None = None,
                 loss_fn: Callable = F.cross_entropy, augment: bool = True,
@@ -130,8 +125,8 @@ def run_methods(methods: Sequence[Method], data: ImageDataset, model: Callable[[
     (True or the keyword arguments of ``nn.Module.compile``: the model's forward is compiled in place,
     its parameters and state_dict keep their names).
     """
-    _positive("steps", steps)
-    _positive("batch_size", batch_size)
+    check_int("steps", steps)
+    check_int("batch_size", batch_size)
     if isinstance(seeds, int) or not seeds:
         raise ValueError(f"seeds must be a non-empty sequence of ints, got {seeds!r}")
     if not methods:
@@ -143,7 +138,7 @@ def run_methods(methods: Sequence[Method], data: ImageDataset, model: Callable[[
             raise ValueError(f"method {what} must be unique, got {values}")
     for m in methods:
         if m.batch_size is not None:
-            _positive(f"{m.name}: batch_size", m.batch_size)
+            check_int(f"{m.name}: batch_size", m.batch_size)
     device = resolve_device(device)
     common = dict(device=device, mean=data.mean, std=data.std)
     test_loader = DeviceLoader(data.x_test, data.y_test, test_batch_size, shuffle=False, drop_last=False, **common)
@@ -178,8 +173,7 @@ def probe_batch(data: ImageDataset, size: int, device: str | torch.device | None
     """The first ``size`` training images, normalized as in training (no augmentation), and their labels,
     as one batch on ``device``: a fixed batch that measures every run the same way (e.g. for
     ``regkit.penalties.micro_grad_norm_hook``)."""
-    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= len(data.x_train):
-        raise ValueError(f"size must be an int in [1, {len(data.x_train)}] (training images), got {size!r}")
+    check_int("size", size, 1, len(data.x_train), note="training images")
     loader = DeviceLoader(data.x_train[:size], data.y_train[:size], size, shuffle=False, device=device,
                           mean=data.mean, std=data.std)
     return next(iter(loader))

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from regkit._validate import check_betas, check_number
+from regkit._validate import check_betas, check_int, check_number
 from regkit.data import modular_arithmetic
 from regkit.device import resolve_device
 from regkit.history import History
@@ -105,8 +105,7 @@ def make_optimizer(method: str, model: torch.nn.Module, *, lr: float, betas: tup
 def eval_steps(steps: int, every: int, log_points: int = 40) -> list[int]:
     """Evaluation steps: every ``every``-th step, ``log_points`` log-spaced steps in [1, steps], and ``steps``."""
     for name, value in (("steps", steps), ("every", every), ("log_points", log_points)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {name}={value!r}")
+        check_int(name, value)
     regular = range(every, steps + 1, every)
     spaced = np.unique(np.geomspace(1, steps, log_points).round().astype(int))
     return sorted({*regular, *spaced.tolist(), steps})
@@ -176,11 +175,10 @@ def run(
     if weight_decay is not None:
         check_number("weight_decay", weight_decay, 0.0)
     check_betas(betas)
-    for name, value, low in (("warmup", warmup, 0), ("seed", seed, 0)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {name}={value!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
-        raise ValueError(f"batch_size must be None (full batch) or an int >= 1, got batch_size={batch_size!r}")
+    check_int("warmup", warmup, 0, note="steps of linear lr warmup")
+    check_int("seed", seed, 0)
+    if batch_size is not None:
+        check_int("batch_size", batch_size, note="or None for full-batch steps")
     if stop_at is not None:
         check_number("stop_at", stop_at, 0.0, 1.0)
     grid = eval_steps(steps, eval_every, log_points)
@@ -245,8 +243,7 @@ def run_methods(methods: Sequence[str], seeds: int = 1, **kw: Any) -> dict[str, 
     """``{"<method>/seed<s>": run(method, seed=s, **kw)}`` for every method and seeds ``0 .. seeds-1``."""
     for method in methods:
         check_method(method)
-    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
-        raise ValueError(f"seeds must be an int >= 1, got seeds={seeds!r}")
+    check_int("seeds", seeds, note="the number of seeds 0 .. seeds - 1")
     return {f"{m}/seed{s}": run(m, seed=s, **kw) for m in methods for s in range(seeds)}
 
 

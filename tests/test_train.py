@@ -288,9 +288,9 @@ def test_warmup_cosine_values_in_closed_form():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(warmup_steps=11, total_steps=10), r"warmup_steps must be in \[0, total_steps=10\], got 11"),
-    (dict(warmup_steps=0, total_steps=0), "total_steps must be >= 1, got 0"),
-    (dict(warmup_steps=2.5, total_steps=10), "warmup_steps must be an int, got 2.5"),
+    (dict(warmup_steps=11, total_steps=10), r"warmup_steps must be an int in \[0, 10\] \(at most total_steps=10\), got 11"),
+    (dict(warmup_steps=0, total_steps=0), "total_steps must be a positive int, got 0"),
+    (dict(warmup_steps=2.5, total_steps=10), r"warmup_steps must be an int in \[0, 10\] .*got 2.5"),
     (dict(warmup_steps=1, total_steps=10, final_fraction=1.5), r"final_fraction must be in \[0, 1\], got 1.5"),
 ])
 def test_warmup_cosine_rejects_bad_arguments(kwargs, match):

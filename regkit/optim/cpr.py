@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from regkit._validate import check_betas, check_flag, check_number
+from regkit._validate import check_betas, check_flag, check_int, check_number
 from regkit.optim._base import FunctionalOptimizer
 from regkit.optim._float32_state import Float32State
 from regkit.optim._functional import device_dtype_buckets, each
@@ -321,9 +321,7 @@ def check_constraint(group: dict) -> None:
     check_number("kappa_update", group["kappa_update"], 0.0, high=math.inf, high_open=True)
     if group["kappa_update"] == 0:
         raise ValueError("kappa_update must be > 0 (with 0 the multiplier never moves: use regkit.optim.Adam)")
-    step_size = group["reg_step_size"]
-    if not isinstance(step_size, int) or isinstance(step_size, bool) or step_size < 1:
-        raise ValueError(f"reg_step_size must be an int >= 1, got {step_size!r}")
+    check_int("reg_step_size", group["reg_step_size"], note="steps between inflection-point checks")
     check_number("reg_ema_decay", group["reg_ema_decay"], 0.0, 1.0, high_open=True)
     for flag in ("reg_by_lr", "adaptive_bounds"):
         check_flag(flag, group[flag])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from regkit._validate import check_int
 from regkit.optim.cpr import AdamCPR
 from regkit.optim.measures import evaluate
 
@@ -27,9 +28,7 @@ class ConstraintRecorder:
     def __init__(self, optimizer: AdamCPR, every: int = 1):
         if not isinstance(optimizer, AdamCPR):
             raise TypeError(f"optimizer must be a regkit.optim.AdamCPR, got {type(optimizer).__name__}")
-        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-            raise ValueError(f"every must be an int >= 1, got {every!r}")
-        self.optimizer, self.every = optimizer, every
+        self.optimizer, self.every = optimizer, check_int("every", every, note="record every n-th step")
         self.records: list[tuple[float, list[str], torch.Tensor]] = []
         self.handle = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.record())
 

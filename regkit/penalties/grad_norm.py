@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from regkit._validate import check_int
 from regkit.distributed import reject_sharded
 from regkit.optim._base import KeepsOwnAttributes
 from regkit.train.seeding import set_rng_state, torch_rng_state
@@ -199,8 +200,8 @@ def _check_settings(group: dict, where: str = "") -> None:
         raise ValueError(f"mix='official' is defined for difference='forward' only, got difference={difference!r}")
     if warmup is None and steps is not None:
         raise ValueError(f"warmup_steps={steps!r} given without a warmup; choose warmup from {WARMUPS[1:]}")
-    if warmup is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"warmup={warmup!r} needs warmup_steps, a positive int; got warmup_steps={steps!r}")
+    if warmup is not None:
+        check_int("warmup_steps", steps, note=f"the length of warmup={warmup!r}, which needs it")
 
 
 def _check_nonnegative(name: str, value) -> None:

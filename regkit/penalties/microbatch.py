@@ -70,6 +70,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vjp, vmap
 
+from regkit._validate import check_int
+
 PENALTIES = ("gn", "fisher", "avg_jacobian", "unit_jacobian")
 CPU_VMAP_MAX_SAVED_BYTES = 6 * 2**20  # the CPU rule of vectorized=None (module docstring)
 _VMAPPABLE_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -494,8 +496,7 @@ def _free_memory(device: torch.device) -> int:
 def _validate_probe(x: Tensor, y: Tensor, micro_batch_size: int) -> None:
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must have the same batch size, got {x.shape[0]} and {y.shape[0]}")
-    if isinstance(micro_batch_size, bool) or not isinstance(micro_batch_size, int) or micro_batch_size < 1:
-        raise ValueError(f"micro_batch_size must be a positive int, got {micro_batch_size!r}")
+    check_int("micro_batch_size", micro_batch_size)
     if x.shape[0] % micro_batch_size != 0:
         raise ValueError(f"micro_batch_size={micro_batch_size} must divide the batch size {x.shape[0]}")
 

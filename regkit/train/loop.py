@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from tqdm.std import tqdm as text_tqdm
 
 from regkit._files import check_writable_file
+from regkit._validate import check_int
 from regkit.device import synchronize
 from regkit.distributed import (
     all_reduce_sum,
@@ -150,11 +151,7 @@ def _closure(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: T
 
 
 def _positive_int(name: str, value: Any, default: int | None = None) -> int | None:
-    if value is None:
-        return default
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+    return default if value is None else check_int(name, value)
 
 
 def _loader_len(loader: Iterable) -> int | None:
