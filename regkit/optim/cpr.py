@@ -268,7 +268,13 @@ def _describe(groups: list[dict]) -> str:
     return f"regularized {count(True)}; not regularized {count(False)}"
 
 
-CONSTRAINT_STATE = ("lagmul", "kappa", "norm_ema", "norm_ema_prev", "norm_slope_prev", "lagmul_prev")
+CONSTRAINT_LISTS = {"lagmuls": "lagmul", "kappas": "kappa", "norm_emas": "norm_ema", "norm_ema_prevs": "norm_ema_prev",
+                    "norm_slope_prevs": "norm_slope_prev", "prev_lagmuls": "lagmul_prev"}
+"""The tensor-list arguments of `constrain_` and `adam_cpr` -> the state key each list holds."""
+CONSTRAINT_STATE = tuple(CONSTRAINT_LISTS.values())
+CONSTRAINT_OPTIONS = ("lr", "reg_function", "kappa_init_method", "kappa_init_param", "kappa_update", "reg_step_size",
+                      "reg_ema_decay", "reg_by_lr", "adaptive_bounds")
+"""The keyword arguments of `constrain_` that a param group holds under the same names."""
 
 
 def constraint_groups(params, reg_embedding: bool, verbose: bool, name: str) -> list[dict]:
@@ -352,17 +358,17 @@ def constraint_state_(buffers: dict, group: dict, p: Tensor) -> dict:
     return buffers
 
 
-def constraint_lists(states: list[dict], group: dict) -> list[list[Tensor]]:
-    """The CPR lists of `constrain_` (``lagmuls, kappas, norm_emas, norm_ema_prevs, norm_slope_prevs,
-    prev_lagmuls``) from the states of the stepped tensors; all empty for a group with ``regularize=False``,
-    and the ones the group's options do not use stay empty."""
+def constraint_lists(states: list[dict], group: dict) -> dict[str, list[Tensor]]:
+    """The CPR lists of `constrain_` by argument name (`CONSTRAINT_LISTS`: ``lagmuls``, ``kappas``, ...) from
+    the states of the stepped tensors; all empty for a group with ``regularize=False``, and the ones the
+    group's options do not use stay empty."""
     keys = ["lagmul", "kappa"]
     if group["kappa_init_method"] == "inflection_point":
         keys += ["norm_ema", "norm_ema_prev", "norm_slope_prev"]
     if group["adaptive_bounds"]:
         keys.append("lagmul_prev")
     chosen = keys if group["regularize"] else []
-    return [[state[key] for state in states] if key in chosen else [] for key in CONSTRAINT_STATE]
+    return {arg: [state[key] for state in states] if key in chosen else [] for arg, key in CONSTRAINT_LISTS.items()}
 
 
 class AdamCPR(Float32State, FunctionalOptimizer):
@@ -538,14 +544,10 @@ class AdamCPR(Float32State, FunctionalOptimizer):
         if group["regularize"]:  # no step has run yet: a dependent bound is measured on the initial weights
             for p in params:
                 constraint_state_(self.state[p], group, p)
-        constraint = constraint_lists([self.state[p] for p in params], group)
         beta1, beta2 = group["betas"]
-        hyper = {
-            k: group[k]
-            for k in ("lr", "eps", "amsgrad", "maximize", "regularize", "reg_function", "kappa_init_method",
-                      "kappa_init_param", "kappa_update", "reg_step_size", "reg_ema_decay", "reg_by_lr",
-                      "adaptive_bounds", "reg_order")
-        }  # fmt: skip
-        foreach = self.resolve_foreach(group["foreach"], params)
-        args = (params, [p.grad for p in params], exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *constraint)
-        return args, dict(hyper, beta1=beta1, beta2=beta2, foreach=foreach)
+        hyper = {k: group[k] for k in (*CONSTRAINT_OPTIONS, "eps", "amsgrad", "maximize", "regularize", "reg_order")}
+        return (), dict(
+            params=params, grads=[p.grad for p in params], exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
+            max_exp_avg_sqs=max_exp_avg_sqs, steps=steps, **constraint_lists([self.state[p] for p in params], group),
+            **hyper, beta1=beta1, beta2=beta2, foreach=self.resolve_foreach(group["foreach"], params),
+        )
