@@ -248,7 +248,7 @@ def micro_grad_norm_hook(
 # --- the math shared by both paths ---------------------------------------------------------------
 
 
-def _penalty_output(penalty: str, logits: Tensor, y: Tensor, loss_fn, noise: Tensor | None) -> Tensor:
+def penalty_output(penalty: str, logits: Tensor, y: Tensor, loss_fn, noise: Tensor | None) -> Tensor:
     """``s_M``, the scalar whose parameter gradient's squared norm is the penalty (not "gn")."""
     if logits.dim() != 2:
         raise ValueError(
@@ -311,7 +311,7 @@ def _serial(model, loss_fn, xs, ys, penalty, lam, noise, draw_noise):
                 )
                 g_data = [g.detach() for g in g_probe]
             else:
-                probe = _penalty_output(penalty, logits, ys[j], loss_fn, None if noise is None else noise[j])
+                probe = penalty_output(penalty, logits, ys[j], loss_fn, None if noise is None else noise[j])
                 g_data = torch.autograd.grad(data, params, retain_graph=True, materialize_grads=True)
                 g_probe = torch.autograd.grad(
                     probe, params, create_graph=differentiate_penalty, materialize_grads=True
@@ -350,7 +350,7 @@ def _vectorized(model, loss_fn, xs, ys, penalty, lam, noise, chunk_size):
             data = loss_fn(logits, yb)
             if penalty in (None, "gn"):
                 return (data,), ghost.batch_stats()
-            return (data, _penalty_output(penalty, logits, yb, loss_fn, noise_j)), ghost.batch_stats()
+            return (data, penalty_output(penalty, logits, yb, loss_fn, noise_j)), ghost.batch_stats()
 
         def penalty_and_grads(p, xb, yb, noise_j):
             out, pullback, bn_stats = vjp(lambda q: outputs(q, xb, yb, noise_j), p, has_aux=True)
