@@ -111,7 +111,8 @@ def run_methods(methods: Sequence[Method], data: ImageDataset, model: Callable[[
                 attach: Callable[[nn.Module, Optimizer], Any] | None = None, test_batch_size: int = 1000,
                 autocast_dtype: torch.dtype | None = None, channels_last: bool = False,
                 compile_model: bool | Mapping[str, Any] = False, progress: bool = True,
-                meta: Mapping[str, Any] | None = None) -> list[Run]:
+                meta: Mapping[str, Any] | None = None,
+                normalization: tuple[Sequence[float], Sequence[float]] | None = None) -> list[Run]:
     """Train every method with every seed for ``steps`` optimizer steps; return the runs (seed-major order).
 
     Per run: ``seed_everything(seed)``; ``net = model()``; ``optimizer = method.optimizer(net)``;
@@ -121,6 +122,8 @@ def run_methods(methods: Sequence[Method], data: ImageDataset, model: Callable[[
     the hooks ``hooks(net)`` + ``method.hooks(net, optimizer)``, the schedule
     ``scheduler(optimizer, steps)`` (None: constant lr) and ``loss_fn``. ``attach(net, optimizer)``
     runs before training; its return value (e.g. a ``ConstraintRecorder``) is kept in ``Run.attached``.
+    ``normalization=(mean, std)``: the per-channel statistics both loaders normalize with, in place of
+    ``data``'s (e.g. those of the full-resolution images when ``data`` holds pooled ones).
     Speed (CUDA): ``autocast_dtype=torch.bfloat16``, ``channels_last=True``, ``compile_model``
     (True or the keyword arguments of ``nn.Module.compile``: the model's forward is compiled in place,
     its parameters and state_dict keep their names).
@@ -140,7 +143,8 @@ def run_methods(methods: Sequence[Method], data: ImageDataset, model: Callable[[
         if m.batch_size is not None:
             check_int(f"{m.name}: batch_size", m.batch_size)
     device = resolve_device(device)
-    common = dict(device=device, mean=data.mean, std=data.std)
+    mean, std = normalization or (data.mean, data.std)
+    common = dict(device=device, mean=mean, std=std)
     test_loader = DeviceLoader(data.x_test, data.y_test, test_batch_size, shuffle=False, drop_last=False, **common)
     runs = []
     for seed in seeds:
