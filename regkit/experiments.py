@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from regkit._validate import check_int
 from regkit.course import record
 from regkit.data import DeviceLoader, ImageDataset
 from regkit.device import resolve_device
@@ -102,12 +103,6 @@ class Run:
         return float(acc.iloc[-1] if metric == "final" else acc.max())
 
 
-def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 def run_methods(methods: Sequence[Method], data: ImageDataset, model: Callable[[], nn.Module], *, steps: int,
                 seeds: Sequence[int], batch_size: int, device: str | torch.device | None = None,
                 loss_fn: Callable = F.cross_entropy, augment: bool = True,
@@ -116,7 +111,8 @@ def run_methods(methods: Sequence[Method], data: ImageDataset, model: Callable[[
                 attach: Callable[[nn.Module, Optimizer], Any] | None = None, test_batch_size: int = 1000,
                 autocast_dtype: torch.dtype | None = None, channels_last: bool = False,
                 compile_model: bool | Mapping[str, Any] = False, progress: bool = True,
-                meta: Mapping[str, Any] | None = None) -> list[Run]:
+                meta: Mapping[str, Any] | None = None,
+                normalization: tuple[Sequence[float], Sequence[float]] | None = None) -> list[Run]:
     """Train every method with every seed for ``steps`` optimizer steps; return the runs (seed-major order).
 
     Per run: ``seed_everything(seed)``; ``net = model()``; ``optimizer = method.optimizer(net)``;
@@ -126,12 +122,14 @@ def run_methods(methods: Sequence[Method], data: ImageDataset, model: Callable[[
     the hooks ``hooks(net)`` + ``method.hooks(net, optimizer)``, the schedule
     ``scheduler(optimizer, steps)`` (None: constant lr) and ``loss_fn``. ``attach(net, optimizer)``
     runs before training; its return value (e.g. a ``ConstraintRecorder``) is kept in ``Run.attached``.
+    ``normalization=(mean, std)``: the per-channel statistics both loaders normalize with, in place of
+    ``data``'s (e.g. those of the full-resolution images when ``data`` holds pooled ones).
     Speed (CUDA): ``autocast_dtype=torch.bfloat16``, ``channels_last=True``, ``compile_model``
     (True or the keyword arguments of ``nn.Module.compile``: the model's forward is compiled in place,
     its parameters and state_dict keep their names).
     """
-    _positive("steps", steps)
-    _positive("batch_size", batch_size)
+    check_int("steps", steps)
+    check_int("batch_size", batch_size)
     if isinstance(seeds, int) or not seeds:
         raise ValueError(f"seeds must be a non-empty sequence of ints, got {seeds!r}")
     if not methods:
@@ -143,9 +141,10 @@ def run_methods(methods: Sequence[Method], data: ImageDataset, model: Callable[[
             raise ValueError(f"method {what} must be unique, got {values}")
     for m in methods:
         if m.batch_size is not None:
-            _positive(f"{m.name}: batch_size", m.batch_size)
+            check_int(f"{m.name}: batch_size", m.batch_size)
     device = resolve_device(device)
-    common = dict(device=device, mean=data.mean, std=data.std)
+    mean, std = normalization or (data.mean, data.std)
+    common = dict(device=device, mean=mean, std=std)
     test_loader = DeviceLoader(data.x_test, data.y_test, test_batch_size, shuffle=False, drop_last=False, **common)
     runs = []
     for seed in seeds:
@@ -178,8 +177,7 @@ def probe_batch(data: ImageDataset, size: int, device: str | torch.device | None
     """The first ``size`` training images, normalized as in training (no augmentation), and their labels,
     as one batch on ``device``: a fixed batch that measures every run the same way (e.g. for
     ``regkit.penalties.micro_grad_norm_hook``)."""
-    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= len(data.x_train):
-        raise ValueError(f"size must be an int in [1, {len(data.x_train)}] (training images), got {size!r}")
+    check_int("size", size, 1, len(data.x_train), note="training images")
     loader = DeviceLoader(data.x_train[:size], data.y_train[:size], size, shuffle=False, device=device,
                           mean=data.mean, std=data.std)
     return next(iter(loader))

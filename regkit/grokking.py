@@ -1,11 +1,12 @@
 """Fast grokking runs: modular addition with the whole table on the device, one History per method.
 
 `run(method, ...)` trains one model on ``(a + b) mod p`` (`regkit.data.modular_arithmetic`)
-with full-batch steps (or on-device mini-batches, ``batch_size``): no DataLoader, and no host
-synchronisation between the evaluation steps of `eval_steps` (a regular grid plus a log-spaced
-one, so that curves on a log step axis are resolved early and late). At each evaluation step the
-History gets ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``weight_norm`` (the joint
-L2 norm of all parameters), ``time`` (seconds since the first step, after a device sync) and,
+through `regkit.train.train`, with full-batch steps (or on-device mini-batches, ``batch_size``): the
+whole table stays on the device, and the loop does not synchronise with the host between the
+evaluation steps of `eval_steps` (a regular grid plus a log-spaced one, so that curves on a log step
+axis are resolved early and late). At each evaluation step a hook gives the History ``train_loss``,
+``train_acc``, ``val_loss``, ``val_acc`` (on the whole splits, after the step), ``weight_norm`` (the
+joint L2 norm of all parameters), ``time`` (seconds since the run started, after a device sync) and,
 for AdamCPR, ``R/<tensor>``, ``kappa/<tensor>``, ``lambda/<tensor>`` of every regularized tensor
 (`regkit.optim.ConstraintRecorder`, read at the evaluation steps). `steps_to(history, "val_acc", 0.99)`
 reads off when a threshold was first reached.
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from regkit._validate import check_betas, check_number
+from regkit._validate import check_betas, check_int, check_number
 from regkit.data import modular_arithmetic
 from regkit.device import resolve_device
 from regkit.history import History
@@ -39,6 +40,7 @@ from regkit.models import build_model
 from regkit.optim import Adam, AdamCPR, AdamW, ConstraintRecorder, JointNormRescaler
 from regkit.optim.measures import joint_norm
 from regkit.param_groups import param_groups
+from regkit.train import StopTraining, train
 
 METHODS = {
     "adam": "Adam (no weight decay)",
@@ -105,8 +107,7 @@ def make_optimizer(method: str, model: torch.nn.Module, *, lr: float, betas: tup
 def eval_steps(steps: int, every: int, log_points: int = 40) -> list[int]:
     """Evaluation steps: every ``every``-th step, ``log_points`` log-spaced steps in [1, steps], and ``steps``."""
     for name, value in (("steps", steps), ("every", every), ("log_points", log_points)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {name}={value!r}")
+        check_int(name, value)
     regular = range(every, steps + 1, every)
     spaced = np.unique(np.geomspace(1, steps, log_points).round().astype(int))
     return sorted({*regular, *spaced.tolist(), steps})
@@ -167,22 +168,11 @@ def run(
     one-hot MLP setting of NOTES.md (p = 113, train fraction 0.4, lr 5e-3, betas (0.9, 0.99));
     `PROFILES` holds the notebook's quick setting and the paper's transformer setting
     (``profile_run_kwargs(PROFILES["full"])``).
+    The run is `regkit.train.train` with the whole training split as its one batch (or `_MiniBatches`), a
+    linear-warmup ``LambdaLR`` and the hooks of `_evaluation_hooks` at the steps of `eval_steps`.
     """
-    check_method(method)
-    if model not in ("onehot_mlp", "grok_transformer"):
-        raise ValueError(f"model must be one of onehot_mlp, grok_transformer; got model={model!r}")
-    check_number("lr", lr, 0.0)
-    check_number("init_scale", init_scale, 0.0)
-    if weight_decay is not None:
-        check_number("weight_decay", weight_decay, 0.0)
-    check_betas(betas)
-    for name, value, low in (("warmup", warmup, 0), ("seed", seed, 0)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {name}={value!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
-        raise ValueError(f"batch_size must be None (full batch) or an int >= 1, got batch_size={batch_size!r}")
-    if stop_at is not None:
-        check_number("stop_at", stop_at, 0.0, 1.0)
+    _check_arguments(method, model, lr=lr, init_scale=init_scale, weight_decay=weight_decay, betas=betas,
+                     warmup=warmup, seed=seed, batch_size=batch_size, stop_at=stop_at)
     grid = eval_steps(steps, eval_every, log_points)
     device = resolve_device(device)
 
@@ -199,54 +189,96 @@ def run(
     recorder = ConstraintRecorder(optimizer) if isinstance(optimizer, AdamCPR) else None
     if recorder is not None:
         recorder.remove()  # no per-step hook: it records at the evaluation steps below
-    generator = torch.Generator(device).manual_seed(seed)
-    n_train = len(y_train)
-    full_batch = batch_size is None or batch_size >= n_train
-    order, cursor = None, n_train
-
+    full_batch = batch_size is None or batch_size >= len(y_train)
+    loader = [(x_train, y_train)] if full_batch else _MiniBatches(x_train, y_train, batch_size, seed)
     meta = {"method": method, "label": METHODS[method], "model": model, "model_kw": dict(model_kw or {}), "p": p,
             "train_fraction": train_fraction, "steps": steps, "lr": lr, "betas": list(betas), "warmup": warmup,
             "init_scale": init_scale, "batch_size": None if full_batch else batch_size, "seed": seed, "device": str(device),
             "weight_decay": weight_decay}  # fmt: skip
-    history = History(meta=meta)
-    pending = iter(grid)
-    next_eval = next(pending)
-    start = time.perf_counter()
-    for step in range(1, steps + 1):
-        if full_batch:
-            x, y = x_train, y_train
-        else:
-            if cursor + batch_size > n_train:
-                order, cursor = torch.randperm(n_train, device=device, generator=generator), 0
-            index = order[cursor : cursor + batch_size]
-            cursor += batch_size
-            x, y = x_train[index], y_train[index]
-        loss = F.cross_entropy(net(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if step != next_eval:
-            continue
-        next_eval = next(pending, None)
-        values = torch.stack(_metrics(net, [(x_train, y_train), (x_val, y_val)])).tolist()  # the one sync
-        names = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
-        history.log(step, **dict(zip(names, values, strict=True)), time=time.perf_counter() - start)
-        if recorder is not None:
-            recorder.record()
-        if stop_at is not None and min(values[1], values[3]) >= stop_at:
-            break
+    hooks = _evaluation_hooks([(x_train, y_train), (x_val, y_val)], recorder, stop_at)
+    history = train(net, optimizer, loader, steps=steps, eval_every=grid, log_every=steps, scheduler=schedule,
+                    hooks=hooks, grad_fn=_loss_and_gradients, device=device, progress=False, meta=meta)
+    for key in ("lr", "epoch"):  # the loop's running metrics of the last step; the evaluation's numbers replace them
+        history.rows[-1].pop(key, None)
     if recorder is not None:
         _merge_constraints(history, recorder.frame())
     return history
+
+
+def _check_arguments(method: str, model: str, *, lr, init_scale, weight_decay, betas, warmup, seed, batch_size,
+                     stop_at) -> None:
+    """`run`'s checks: ValueError naming the argument and its value."""
+    check_method(method)
+    if model not in ("onehot_mlp", "grok_transformer"):
+        raise ValueError(f"model must be one of onehot_mlp, grok_transformer; got model={model!r}")
+    check_number("lr", lr, 0.0)
+    check_number("init_scale", init_scale, 0.0)
+    if weight_decay is not None:
+        check_number("weight_decay", weight_decay, 0.0)
+    check_betas(betas)
+    check_int("warmup", warmup, 0, note="steps of linear lr warmup")
+    check_int("seed", seed, 0)
+    if batch_size is not None:
+        check_int("batch_size", batch_size, note="or None for full-batch steps")
+    if stop_at is not None:
+        check_number("stop_at", stop_at, 0.0, 1.0)
+
+
+def _loss_and_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The step's loss and its gradients, without the logits: `regkit.train.train` then keeps no running
+    training accuracy (an argmax per step, ~6% of a CPU step here), which the evaluation hook measures anyway."""
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    return loss
+
+
+class _MiniBatches:
+    """Endless on-device mini-batches: every pass over ``(x, y)`` draws a fresh permutation (a generator seeded
+    with ``seed``) and yields its ``len(y) // batch_size`` consecutive slices."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.generator = torch.Generator(y.device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.y) // self.batch_size
+
+    def __iter__(self):
+        order = torch.randperm(len(self.y), device=self.y.device, generator=self.generator)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield self.x[index], self.y[index]
+
+
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
+
+
+def _evaluation_hooks(splits: Sequence[tuple[torch.Tensor, torch.Tensor]], recorder: ConstraintRecorder | None,
+                      stop_at: float | None) -> list:
+    """A grokking run's evaluation as `regkit.train` hooks: `METRICS` on the whole train and validation splits
+    (one host sync) and ``time``; the CPR state (``recorder``); then `StopTraining` once both accuracies reach
+    ``stop_at``."""
+    start, last = time.perf_counter(), {}
+
+    def measure(step: int, model: torch.nn.Module, optimizer) -> dict[str, float]:
+        last.update(zip(METRICS, torch.stack(_metrics(model, splits)).tolist(), strict=True))
+        if recorder is not None:
+            recorder.record()
+        return {**last, "time": time.perf_counter() - start}
+
+    def stop(step: int, model: torch.nn.Module, optimizer) -> dict[str, float]:
+        if stop_at is not None and min(last["train_acc"], last["val_acc"]) >= stop_at:
+            raise StopTraining
+        return {}
+
+    return [measure, stop]
 
 
 def run_methods(methods: Sequence[str], seeds: int = 1, **kw: Any) -> dict[str, History]:
     """``{"<method>/seed<s>": run(method, seed=s, **kw)}`` for every method and seeds ``0 .. seeds-1``."""
     for method in methods:
         check_method(method)
-    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
-        raise ValueError(f"seeds must be an int >= 1, got seeds={seeds!r}")
+    check_int("seeds", seeds, note="the number of seeds 0 .. seeds - 1")
     return {f"{m}/seed{s}": run(m, seed=s, **kw) for m in methods for s in range(seeds)}
 
 

@@ -21,6 +21,7 @@ from regkit.experiments import Method
 from regkit.grokking import steps_to
 from regkit.history import History
 from regkit.optim import (
+    NGD,
     SGD,
     SGDP,
     AdamAdaDecay,
@@ -29,6 +30,8 @@ from regkit.optim import (
     AdamP,
     AdamW,
     ConstraintRecorder,
+    Graft,
+    GraftingSchedule,
     JointNormRescaler,
     with_cpr,
 )
@@ -55,23 +58,27 @@ CPR_REFERENCES = {key: f"cpr.cifar100.resnet18.{key}.acc" for key in ("adamw", "
 """Method key -> the published (approximate, ~) CIFAR-100 accuracy it is compared with."""
 
 
-def cpr_methods(*, lr: float, warmup: int, betas: tuple[float, float] = (0.9, 0.98), reg_step_size: int = 200,
-                reg_ema_decay: float = 0.99, weight_decay: float = 0.1, awd_weight_decay: float = 0.02,
-                adadecay_weight_decay: float = 0.1, adadecay_alpha: float = 4.0, rescale_alpha: float = 0.8,
-                dependent_factor: float = 1.0) -> list[Method]:
+def cpr_methods(*, lr: float, warmup: int, betas: tuple[float, float] = (0.9, 0.98), reg_function: str = "l2",
+                reg_step_size: int = 200, reg_ema_decay: float = 0.99, weight_decay: float = 0.1,
+                awd_weight_decay: float = 0.02, adadecay_weight_decay: float = 0.1, adadecay_alpha: float = 4.0,
+                rescale_alpha: float = 0.8, dependent_factor: float = 1.0,
+                warm_start_init: tuple[str, float] | None = None) -> list[Method]:
     """The CPR paper's CIFAR comparison: AdamW, AdamCPR with three bounds, and its three baselines.
 
     * ``AdamW``: decoupled decay ``weight_decay`` on matrices (biases and norms exempt, `param_groups`).
-    * ``AdamCPR`` (l2 bounds on every matrix): inflection point (no hyperparameter); warm start after
-      ``2 * warmup`` steps (the paper's best CIFAR-100 run: s = 1k = 2x the warmup); dependent
-      ``kappa = dependent_factor * R(w_0)``.
+    * ``AdamCPR`` (bounds on ``reg_function``, the paper's l2, of every matrix): inflection point (no
+      hyperparameter); warm start after ``2 * warmup`` steps (the paper's best CIFAR-100 run: s = 1k = 2x the
+      warmup), or ``warm_start_init = (kappa_init_method, kappa_init_param)`` in its place (notebook 03's
+      tuned row); dependent ``kappa = dependent_factor * R(w_0)``.
     * ``AdamAWD`` (``awd_weight_decay``), ``AdamAdaDecay`` (``adadecay_weight_decay``, ``adadecay_alpha``).
     * ``AdamW + rescaling``: weight 0, matrices scaled by ``rescale_alpha`` at the start and their joint
       norm held there (`JointNormRescaler`).
 
     The decay coefficients are the course's choices (notebook 03), not tuned per run.
     """
-    cpr = dict(lr=lr, betas=betas, reg_step_size=reg_step_size, reg_ema_decay=reg_ema_decay, verbose=False)
+    cpr = dict(lr=lr, betas=betas, reg_function=reg_function, reg_step_size=reg_step_size,
+               reg_ema_decay=reg_ema_decay, verbose=False)
+    tuned_init, tuned_param = warm_start_init or ("warm_start", 2 * warmup)
 
     def rescaled(model: nn.Module) -> Optimizer:
         optimizer = AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=0.0)
@@ -83,7 +90,7 @@ def cpr_methods(*, lr: float, warmup: int, betas: tuple[float, float] = (0.9, 0.
         Method("AdamCPR (inflection point)", "cpr_ip",
                lambda m: AdamCPR(m, kappa_init_method="inflection_point", **cpr)),
         Method("AdamCPR (warm start)", "cpr_warm_start",
-               lambda m: AdamCPR(m, kappa_init_method="warm_start", kappa_init_param=2 * warmup, **cpr)),
+               lambda m: AdamCPR(m, kappa_init_method=tuned_init, kappa_init_param=tuned_param, **cpr)),
         Method("AdamCPR (dependent)", "cpr_dependent",
                lambda m: AdamCPR(m, kappa_init_method="dependent", kappa_init_param=dependent_factor, **cpr)),
         Method("AdamAWD", "awd",
@@ -149,17 +156,25 @@ def microbatch_sgd_method(name: str, key: str, *, lr: float, batch_size: int, mi
     return Method(name, key, lambda m: make(m.parameters(), lr), batch_size=batch_size, grad_fn=grad_fn)
 
 
-def implicit_sgd_methods(*, lr: Mapping[str, float], lam: Mapping[str, float], batch_size: int,
-                         micro_batch_size: int, penalties: Sequence[str] = ("gn", "fisher")) -> list[Method]:
-    """Novack et al.'s comparison: small-batch SGD (batch = micro-batch, ``lr["sb"]``), large-batch SGD
-    (``lr["lb"]``) and large-batch SGD with each micro-batch penalty in ``penalties`` (``lr["reg"]``,
-    weight ``lam[penalty]``); keys ``sb_sgd``, ``lb_sgd``, ``lb_gn``, ``lb_ft``, ``lb_aj``, ``lb_uj``."""
+def _check_penalties(penalties: Sequence[str]) -> None:
     unknown = [p for p in penalties if p not in PENALTY_LABELS]
     if unknown:
         raise ValueError(f"unknown penalties {unknown}; choose from {list(PENALTY_LABELS)}")
+
+
+def implicit_sgd_methods(*, lr: Mapping[str, float], lam: Mapping[str, float], batch_size: int,
+                         micro_batch_size: int, penalties: Sequence[str] = ("gn", "fisher"),
+                         sb_schedule: GraftingSchedule | None = None) -> list[Method]:
+    """Novack et al.'s comparison: small-batch SGD (batch = micro-batch, ``lr["sb"]``), large-batch SGD
+    (``lr["lb"]``) and large-batch SGD with each micro-batch penalty in ``penalties`` (``lr["reg"]``,
+    weight ``lam[penalty]``); keys ``sb_sgd``, ``lb_sgd``, ``lb_gn``, ``lb_ft``, ``lb_aj``, ``lb_uj``.
+    ``sb_schedule``: the small-batch run records its gradient norm of every step there (the step lengths
+    that external grafting replays, `grafting_methods`)."""
+    _check_penalties(penalties)
     micro = dict(micro_batch_size=micro_batch_size)
+    record = None if sb_schedule is None else (lambda stats, model, opt: sb_schedule.record(model.parameters()))
     methods = [
-        microbatch_sgd_method("SB SGD", "sb_sgd", lr=lr["sb"], batch_size=micro_batch_size, **micro),
+        microbatch_sgd_method("SB SGD", "sb_sgd", lr=lr["sb"], batch_size=micro_batch_size, on_stats=record, **micro),
         microbatch_sgd_method("LB SGD", "lb_sgd", lr=lr["lb"], batch_size=batch_size, **micro),
     ]
     for penalty in penalties:
@@ -167,6 +182,36 @@ def implicit_sgd_methods(*, lr: Mapping[str, float], lam: Mapping[str, float], b
             f"LB+{PENALTY_LABELS[penalty]}", f"lb_{PENALTY_KEYS[penalty]}", lr=lr["reg"], batch_size=batch_size,
             penalty=penalty, lam=lam[penalty], **micro))
     return methods
+
+
+def microbatch_sweep_methods(sweep: Sequence[tuple[int, str, float, float]], *, batch_size: int) -> list[Method]:
+    """Large-batch SGD with a penalty on micro-batches of other sizes: one method per ``(micro_batch_size,
+    penalty, lr, lam)`` of ``sweep`` (``NOVACK_RESNET18[...]["sweep"]``), named ``LB+GN b=2560`` and keyed
+    ``lb_gn_micro2560``."""
+    _check_penalties([penalty for _, penalty, _, _ in sweep])
+    return [microbatch_sgd_method(f"LB+{PENALTY_LABELS[penalty]} b={micro}", f"lb_{PENALTY_KEYS[penalty]}_micro{micro}",
+                                  lr=lr, batch_size=batch_size, micro_batch_size=micro, penalty=penalty, lam=lam)
+            for micro, penalty, lr, lam in sweep]
+
+
+def grafting_methods(*, lr: float, ngd_lr: float, batch_size: int, micro_batch_size: int,
+                     schedule: GraftingSchedule) -> list[Method]:
+    """Novack et al.'s grafting rows: the large batch's direction with a small batch's step length.
+
+    ``iterative grafting`` (``graft_iterative``): each step takes the gradient norm of one micro-batch of
+    ``micro_batch_size`` at the current weights (`Graft` without a schedule, magnitude set per step);
+    ``external grafting`` (``graft_external``): the norms that the small-batch run recorded in ``schedule``
+    (`implicit_sgd_methods`' ``sb_schedule``); ``NGD`` (``ngd``): normalized gradient descent at ``ngd_lr``.
+    """
+    micro = dict(batch_size=batch_size, micro_batch_size=micro_batch_size)
+    return [
+        microbatch_sgd_method("iterative grafting", "graft_iterative", lr=lr,
+                              optimizer=lambda params, lr: Graft(params, lr=lr),
+                              on_stats=lambda stats, model, opt: opt.set_magnitude(stats.grad_norm[0]), **micro),
+        microbatch_sgd_method("external grafting", "graft_external", lr=lr,
+                              optimizer=lambda params, lr: Graft(params, lr=lr, schedule=schedule), **micro),
+        microbatch_sgd_method("NGD", "ngd", lr=ngd_lr, optimizer=lambda params, lr: NGD(params, lr=lr), **micro),
+    ]
 
 
 CPU_BATCH: dict[str, Any] = {

@@ -31,7 +31,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from regkit._validate import check_number
+from regkit._validate import check_int, check_number
 from regkit.train.hooks import select_parameters
 
 
@@ -84,8 +84,7 @@ def adamw_equilibrium(lr: float, weight_decay: float, fan_in: int, beta1: float 
     ``sqrt(2 lr wd (1 - beta1) / (1 + beta1))``, relaxation ``1 / (2 lr wd)`` steps.
     """
     _check(lr, weight_decay, beta1, "beta1")
-    if not isinstance(fan_in, int) or fan_in < 1:
-        raise ValueError(f"fan_in must be a positive int, got {fan_in!r}")
+    check_int("fan_in", fan_in, note="inputs per neuron")
     return Equilibrium(
         math.sqrt(lr * fan_in / (2 * weight_decay)),
         math.sqrt(2 * lr * weight_decay * (1 - beta1) / (1 + beta1)),

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from regkit._validate import check_int
+
 W_STAR = (1.0, 0.0)
 ROSENBROCK_START = (-2 / 3, 2 / 3, 1 / 3)  # (-2, 2, 1) / 3: unit norm, (x/z, y/z) = (-2, 2)
 
@@ -76,8 +78,7 @@ def trajectory(
 
     The learning rate of the optimizer's first param group is recorded as ``Trajectory.lr``.
     """
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    check_int("steps", steps)
     w = torch.nn.Parameter(torch.as_tensor(w0, dtype=torch.float64).reshape(1, -1).clone())
     optimizer = make_optimizer([w])
     weights, losses = [w.detach().clone()], []

@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from regkit._validate import check_int
+
 
 def _t_two_sided_mass(t: float, df: int) -> float:
     """P(|T| < t) for Student's t with integer ``df`` (Abramowitz & Stegun 26.7.3-4, finite series in
@@ -28,8 +30,7 @@ def _t_two_sided_mass(t: float, df: int) -> float:
 def t_quantile(df: int, confidence: float = 0.95) -> float:
     """The two-sided ``confidence`` critical value of Student's t with ``df`` degrees of freedom
     (``t_quantile(4) = 2.776...``), by bisection on the exact distribution function."""
-    if isinstance(df, bool) or not isinstance(df, int) or df < 1:
-        raise ValueError(f"df must be a positive int (seeds - 1), got {df!r}")
+    check_int("df", df, note="seeds - 1")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     lo, hi = 0.0, 1.0

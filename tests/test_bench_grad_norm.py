@@ -35,7 +35,7 @@ def test_measure_steps_interleaves_and_validates():
     assert all(c.q1_ms <= c.median_ms <= c.q3_ms and c.cpu_median_ms is not None for c in costs)
     rel = _timing.ratios(costs, "a")
     assert rel["a"] == {"time": 1.0, "cpu_time": 1.0, "memory": None}
-    with pytest.raises(ValueError, match="repeats must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"repeats must be a positive int \(timed rounds\), got 0"):
         _timing.measure_steps({"a": lambda: None}, CPU, repeats=0)
     with pytest.raises(ValueError, match="reference='c' is not one of"):
         _timing.cost_table(costs, reference="c")

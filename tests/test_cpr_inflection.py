@@ -55,5 +55,5 @@ def test_bad_paths_are_refused(bad):
 
 
 def test_a_bad_warmup_is_refused():
-    with pytest.raises(ValueError, match=r"warmup_steps must be a positive integer .* got 0"):
+    with pytest.raises(ValueError, match=r"warmup_steps must be a positive int \(the lr warmup\), got 0"):
         paper_rule_step(torch.ones(5), warmup_steps=0)

@@ -52,7 +52,7 @@ def test_train_size_keeps_the_first_images_and_recomputes_statistics():
     assert small.mean == channel_stats(reference.x_train[:40])[0] and small.mean != reference.mean
     assert torch.equal(small.x_test, reference.x_test) and small.name == "synthetic"
     with pytest.raises(
-        ValueError, match=r"train_size must be an integer in \[1, 512\] for synthetic, got train_size=0"
+        ValueError, match=r"train_size must be an int in \[1, 512\] \(training images of synthetic\), got 0"
     ):
         load_images("synthetic", train_size=0, verbose=False)
 
@@ -104,7 +104,7 @@ def test_synthetic_images_are_balanced_deterministic_and_seeded():
     assert torch.equal(a.x_train, b.x_train) and not torch.equal(a.x_train, c.x_train)
     grey = synthetic_images(n_train=20, n_test=10, channels=1, size=28, num_classes=4)
     assert grey.x_train.shape == (20, 1, 28, 28) and grey.num_classes == 4
-    with pytest.raises(ValueError, match="size must be an integer >= 8, got size=4"):
+    with pytest.raises(ValueError, match="size must be an int >= 8, got 4"):
         synthetic_images(size=4)
 
 

@@ -185,7 +185,7 @@ def test_channels_last_output():
         ({"mean": (0.5,) * 3}, "give both mean and std or neither"),
         ({"mean": (0.5,), "std": (0.2,)}, "one value per channel"),
         ({"mean": (0.5,) * 3, "std": (0.2, 0.0, 0.2)}, "std must be positive"),
-        ({"batch_size": 0}, "batch_size must be a positive integer, got batch_size=0"),
+        ({"batch_size": 0}, "batch_size must be a positive int, got 0"),
         ({"y": torch.zeros(7)}, "same number"),
     ],
 )

@@ -46,8 +46,8 @@ def test_split_is_deterministic_per_seed_and_differs_across_seeds():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"p": 1}, "p must be an integer >= 2, got p=1"),
-        ({"p": 7.0}, "got p=7.0"),
+        ({"p": 1}, "p must be an int >= 2 (the modulus), got 1"),
+        ({"p": 7.0}, "p must be an int >= 2 (the modulus), got 7.0"),
         ({"op": "pow"}, "op must be one of add, sub, mul, div; got op='pow'"),
         ({"p": 12, "op": "div"}, "op='div' needs a prime modulus"),
         ({"train_fraction": 1.0}, "train_fraction must be in (0, 1), got train_fraction=1.0"),

@@ -166,9 +166,9 @@ def test_evaluation_slices_cover_a_short_last_batch():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"world_size": 0}, "world_size must be a positive integer, got world_size=0"),
-        ({"rank": 2, "world_size": 2}, "rank must be an integer in [0, world_size=2), got rank=2"),
-        ({"rank": -1, "world_size": 2}, "rank must be an integer in [0, world_size=2), got rank=-1"),
+        ({"world_size": 0}, "world_size must be a positive int (processes sharing the batch), got 0"),
+        ({"rank": 2, "world_size": 2}, "rank must be an int in [0, 1] (this process's index, world_size=2), got 2"),
+        ({"rank": -1, "world_size": 2}, "rank must be an int in [0, 1] (this process's index, world_size=2), got -1"),
         ({"world_size": 5}, "batch_size=12 is the global batch and must be a multiple of world_size=5"),
     ],
 )

@@ -82,6 +82,21 @@ def test_a_run_is_exactly_regkit_train_with_the_seeded_model_and_loader(runs):
     assert runs[3].history.meta["method"] == "adamw" and runs[3].history.meta["batch_size"] == 8
 
 
+def test_normalization_replaces_the_statistics_of_both_loaders():
+    stats = ((0.25, 0.5, 0.75), (0.2, 0.3, 0.4))
+    got = run_methods(METHODS[1:], DATA, tiny_model, steps=STEPS, seeds=[1], batch_size=16, device="cpu",
+                      eval_every=2, progress=False, normalization=stats)[0].history.df
+    seed_everything(1)
+    model = tiny_model()
+    common = dict(device="cpu", mean=stats[0], std=stats[1])
+    expected = train(model, AdamW(model.parameters(), lr=1e-2, weight_decay=0.1),
+                     DeviceLoader(DATA.x_train, DATA.y_train, 8, augment=True, seed=1, **common), steps=STEPS,
+                     eval_loaders={"test": DeviceLoader(DATA.x_test, DATA.y_test, 1000, shuffle=False, **common)},
+                     eval_every=2, device="cpu", progress=False).df
+    np.testing.assert_array_equal(got["train_loss"].to_numpy(), expected["train_loss"].to_numpy())
+    np.testing.assert_array_equal(got["test_loss"].dropna().to_numpy(), expected["test_loss"].dropna().to_numpy())
+
+
 def test_comparison_table_is_the_mean_and_std_over_seeds_with_the_published_number(runs):
     ref = "adamp.imagenet.resnet18.sgd.acc"
     table = comparison_table(runs, metric="best", references={"sgd": ref})

@@ -384,8 +384,9 @@ def test_step_without_closure_raises():
     (dict(mix="both"), r"mix='both' is not valid; choose one of \('paper', 'official'\)"),
     (dict(mix="official", difference="central"), r"mix='official' is defined for difference='forward' only"),
     (dict(warmup="linear"), r"warmup='linear' is not valid; choose one of \(None, 'lambda', 'r', 'zero'\)"),
-    (dict(warmup="lambda"), r"warmup='lambda' needs warmup_steps, a positive int; got warmup_steps=None"),
-    (dict(warmup="zero", warmup_steps=0), r"warmup_steps=0"),
+    (dict(warmup="lambda"), r"warmup_steps must be a positive int \(the length of warmup='lambda', which needs it\), "
+                            r"got None"),
+    (dict(warmup="zero", warmup_steps=0), r"warmup_steps must be a positive int .*got 0"),
     (dict(warmup_steps=10), r"warmup_steps=10 given without a warmup"),
 ])
 def test_invalid_arguments_raise_with_the_argument_and_choices(kwargs, message):

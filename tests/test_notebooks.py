@@ -52,6 +52,43 @@ def test_notebook_is_committed_clean_and_well_formed(path):
     assert set(CourseNotebook(path).parameters()) == names  # papermill sees exactly these
 
 
+def private_uses(*cells: str) -> list[str]:
+    """The private regkit names that code cells use: ``regkit.a._b`` imports, ``from regkit.a import _b``, and
+    ``m._b`` where ``m`` is bound by a regkit import in any of the cells."""
+    found, bound = [], set()
+    trees = [ast.parse(source) for source in cells]
+    for node in (node for tree in trees for node in ast.walk(tree)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "regkit":
+                    found += [alias.name] if any(p.startswith("_") for p in alias.name.split(".")) else []
+                    bound.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "regkit":
+            found += [node.module] if any(p.startswith("_") for p in node.module.split(".")) else []
+            found += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+            bound.update(a.asname or a.name for a in node.names)
+    for node in (node for tree in trees for node in ast.walk(tree)):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            found.append(f"{node.value.id}.{node.attr}")
+    return found
+
+
+def test_private_uses_finds_private_modules_and_names():
+    assert private_uses("from regkit.optim._functional import add_l2") == ["regkit.optim._functional"]
+    assert private_uses("import regkit.bench._timing as t") == ["regkit.bench._timing"]
+    assert private_uses("from regkit.optim import _functional") == ["regkit.optim._functional"]
+    assert private_uses("import regkit.penalties.microbatch as mb", "mb._penalty_output") == ["mb._penalty_output"]
+    assert private_uses("from regkit.optim import functional\nfunctional.add_l2\nimport numpy as np\nnp._x") == []
+
+
+@pytest.mark.parametrize("path", COURSE, ids=ids)
+def test_notebook_shows_only_public_regkit_api(path):
+    nb = nbformat.read(path, as_version=4)
+    used = private_uses(*(cell.source for cell in nb.cells if cell.cell_type == "code"))
+    assert not used, f"{path.name} uses private regkit names {used}: expose them publicly (a notebook shows public API)"
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", COURSE, ids=ids)
 def test_notebook_runs_in_the_quick_profile(path, monkeypatch):

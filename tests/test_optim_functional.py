@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from regkit.optim import _functional as F
+from regkit.optim import functional
 
 PATHS = pytest.mark.parametrize("foreach", [False, True], ids=["for_loop", "foreach"])
 
@@ -68,3 +69,10 @@ def test_adam_primitives_compose_to_the_textbook_update(foreach):
     new = F.adam_step_([x.clone() for x in w], m, denominators, lr, bc1, foreach=foreach)
     for x, x_new, grad in zip(w, new, g, strict=True):  # first step: m_hat = g, v_hat = g^2
         torch.testing.assert_close(x_new, x - lr * grad / (grad.abs() + eps), rtol=1e-14, atol=1e-15)
+
+
+def test_the_public_module_exports_every_primitive():
+    defined = {name for name, value in vars(F).items()
+               if callable(value) and not name.startswith("_") and getattr(value, "__module__", None) == F.__name__}
+    assert set(functional.__all__) == defined
+    assert all(getattr(functional, name) is getattr(F, name) for name in defined)

@@ -7,14 +7,16 @@ import torch
 import torch.nn.functional as F
 
 from regkit.models import build_model
-from regkit.optim import SGD, AdamAdaDecay, AdamAWD, AdamCPR, AdamW
+from regkit.optim import NGD, SGD, AdamAdaDecay, AdamAWD, AdamCPR, AdamW, Graft, GraftingSchedule
 from regkit.penalties import accumulate_microbatches
 from regkit.recipes import (
     CPR_REFERENCES,
     NOVACK_RESNET18,
     cpr_methods,
+    grafting_methods,
     implicit_sgd_methods,
     microbatch_sgd_method,
+    microbatch_sweep_methods,
     novack_reference,
 )
 from regkit.references import REFERENCES
@@ -42,6 +44,15 @@ def test_cpr_methods_build_the_papers_seven_optimizers():
     assert decays == {0.1, 0.0}  # matrices decay, biases and BatchNorm gains do not
     assert all(g["betas"] == (0.9, 0.98) for g in built["adamw"].param_groups)
     assert set(CPR_REFERENCES.values()) <= set(REFERENCES)
+
+
+def test_cpr_methods_take_the_measure_and_a_replacement_for_the_warm_start_row():
+    methods = cpr_methods(lr=1e-3, warmup=50, reg_function="std", warm_start_init=("uniform", 2.5))
+    built = {m.key: m.optimizer(small_cnn()) for m in methods}
+    assert {built[k].param_groups[0]["reg_function"] for k in ("cpr_ip", "cpr_warm_start", "cpr_dependent")} == {"std"}
+    group = built["cpr_warm_start"].param_groups[0]
+    assert (group["kappa_init_method"], group["kappa_init_param"]) == ("uniform", 2.5)
+    assert built["cpr_ip"].param_groups[0]["kappa_init_method"] == "inflection_point"
 
 
 def test_the_rescaling_baseline_holds_the_scaled_joint_norm():
@@ -114,3 +125,48 @@ def test_published_numbers_say_their_setting_or_that_it_was_not_published():
     gr = [ref for key, ref in REFERENCES.items() if key.startswith("gr.")]
     assert len(gr) == 9 and all("setting not published" in ref.setting for ref in gr)
     assert not any("wd 0.3" in ref.setting.split("(")[0] for ref in gr)
+
+
+def test_the_small_batch_run_records_the_schedule_that_external_grafting_replays():
+    x, y = batch()
+    schedule = GraftingSchedule()
+    sb = implicit_sgd_methods(lr=NOVACK_RESNET18["cifar10"]["lr"], lam={}, batch_size=8, micro_batch_size=2,
+                              penalties=(), sb_schedule=schedule)[0]
+    model = small_cnn()
+    optimizer = sb.optimizer(model)
+    sb.grad_fn(model, optimizer)(model, x[:2], y[:2])
+    expected = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert len(schedule) == 1 and schedule.magnitudes[0].item() == pytest.approx(expected.item(), rel=1e-6)
+    methods = grafting_methods(lr=0.1, ngd_lr=0.3, batch_size=8, micro_batch_size=2, schedule=schedule)
+    assert [(m.name, m.key, m.batch_size) for m in methods] == [
+        ("iterative grafting", "graft_iterative", 8), ("external grafting", "graft_external", 8), ("NGD", "ngd", 8)]
+    built = [m.optimizer(small_cnn()) for m in methods]
+    assert [type(o) for o in built] == [Graft, Graft, NGD]
+    assert [o.param_groups[0]["lr"] for o in built] == [0.1, 0.1, 0.3]
+    assert step_length(methods[1], x, y) == pytest.approx(0.1 * expected.item(), rel=1e-5)  # the recorded norm
+
+
+def step_length(method, x, y):
+    """The length of one step of ``method`` from ``small_cnn()`` on ``(x, y)``."""
+    model = small_cnn()
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = method.optimizer(model)
+    optimizer.step(lambda: method.grad_fn(model, optimizer)(model, x, y))
+    return torch.linalg.vector_norm(torch.cat([(p - b).flatten() for p, b in zip(model.parameters(), before,
+                                                                                  strict=True)])).item()
+
+
+def test_iterative_grafting_steps_with_the_length_of_one_micro_batch_gradient():
+    x, y = batch()
+    method = grafting_methods(lr=0.1, ngd_lr=0.3, batch_size=8, micro_batch_size=2, schedule=GraftingSchedule())[0]
+    first = accumulate_microbatches(small_cnn(), F.cross_entropy, x[:2], y[:2], 2, vectorized=False).grad_norm[0]
+    assert step_length(method, x, y) == pytest.approx(0.1 * first.item(), rel=1e-5)
+
+
+def test_sweep_methods_name_and_key_each_micro_batch_size():
+    methods = microbatch_sweep_methods([(2560, "gn", 0.5, 0.0025), (128, "fisher", 0.1, 0.01)], batch_size=5120)
+    assert [(m.name, m.key, m.batch_size) for m in methods] == [("LB+GN b=2560", "lb_gn_micro2560", 5120),
+                                                               ("LB+FT b=128", "lb_ft_micro128", 5120)]
+    assert [m.optimizer(small_cnn()).param_groups[0]["lr"] for m in methods] == [0.5, 0.1]
+    with pytest.raises(ValueError, match=r"unknown penalties \['l1'\]"):
+        microbatch_sweep_methods([(32, "l1", 0.1, 0.01)], batch_size=64)

@@ -10,10 +10,12 @@ from torch import nn
 from regkit.history import History
 from regkit.metrics import grad_norm
 from regkit.train import (
+    StopTraining,
     default_device,
     effective_step_hook,
     evaluate,
     grad_norm_hook,
+    load_checkpoint,
     resolve_device,
     seed_everything,
     train,
@@ -263,6 +265,30 @@ def test_evaluations_and_hooks_are_logged_every_eval_every_steps_and_at_the_end(
     assert "eff_step/0.bias" not in df  # the default picks matrices only
 
 
+def test_eval_every_takes_a_collection_of_steps():
+    model, optimizer, _, loader, val = make_run(steps=30)
+    history = run(model, optimizer, loader, steps=30, eval_every=[1, 2, 5, 17], log_every=30, eval_loaders={"val": val})
+    assert history.df.dropna(subset=["val_acc"])["step"].tolist() == [1, 2, 5, 17, 30]  # and the last step
+    for bad in ([0, 5], [5, 31], [2.0], 3.5):
+        with pytest.raises(ValueError, match="eval_every"):
+            run(model, optimizer, loader, steps=30, eval_every=bad)
+
+
+def test_a_hook_raising_stop_training_ends_the_run_after_that_evaluation(tmp_path):
+    def stop_at_12(step, model, optimizer):
+        if step >= 12:
+            raise StopTraining
+        return {}
+
+    model, optimizer, _, loader, val = make_run(steps=40)
+    path = tmp_path / "ckpt.pt"
+    history = run(model, optimizer, loader, steps=40, eval_every=4, log_every=2, eval_loaders={"val": val},
+                  hooks=[stop_at_12, lambda step, model, optimizer: {"after": step}], checkpoint=path)
+    assert history.meta["stopped_at"] == 12 and history.rows[-1]["step"] == 12
+    assert history.last("after") == 12 and history.df.dropna(subset=["val_acc"])["step"].tolist() == [4, 8, 12]
+    assert load_checkpoint(path)["step"] == 12  # the state it stopped in is saved
+
+
 def test_logged_lr_is_the_one_used_by_that_step():
     model, optimizer, scheduler, loader, _ = make_run(steps=12, lr=0.2)
     history = run(model, optimizer, loader, steps=12, log_every=1, scheduler=scheduler)
@@ -288,9 +314,9 @@ def test_warmup_cosine_values_in_closed_form():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(warmup_steps=11, total_steps=10), r"warmup_steps must be in \[0, total_steps=10\], got 11"),
-    (dict(warmup_steps=0, total_steps=0), "total_steps must be >= 1, got 0"),
-    (dict(warmup_steps=2.5, total_steps=10), "warmup_steps must be an int, got 2.5"),
+    (dict(warmup_steps=11, total_steps=10), r"warmup_steps must be an int in \[0, 10\] \(at most total_steps=10\), got 11"),
+    (dict(warmup_steps=0, total_steps=0), "total_steps must be a positive int, got 0"),
+    (dict(warmup_steps=2.5, total_steps=10), r"warmup_steps must be an int in \[0, 10\] .*got 2.5"),
     (dict(warmup_steps=1, total_steps=10, final_fraction=1.5), r"final_fraction must be in \[0, 1\], got 1.5"),
 ])
 def test_warmup_cosine_rejects_bad_arguments(kwargs, match):

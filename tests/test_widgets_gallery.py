@@ -20,7 +20,7 @@ torch.set_num_threads(1)
 SMALL = {"weight_decay": dict(steps=30), "scale_invariance": dict(steps=30), "cpr": dict(steps=60),
          "dynamics": dict(steps=100)}
 INVALID = {
-    "weight_decay": (dict(steps=0), r"steps must be an int >= 1, got 0"),
+    "weight_decay": (dict(steps=0), r"steps must be a positive int, got 0"),
     "scale_invariance": (dict(steps=0), r"steps must be an int in \[1, \d+\], got 0"),
     "cpr": (dict(kappa=0.0), r"kappa must be > 0, got 0"),
     "grad_norm": (dict(r=-1e-3), r"r=-0.001 is not valid; it must be a finite number > 0"),

@@ -64,7 +64,7 @@ def test_different_slider_values_give_different_trajectories():
         ({"lr": 0.0}, "lr must be > 0, got 0"),
         ({"weight_decay": -1}, r"weight_decay must be in \[0.0, inf\], got -1"),
         ({"momentum": 1.0}, r"momentum must be in \[0.0, 1.0\), got 1.0"),
-        ({"steps": 0}, "steps must be an int >= 1, got 0"),
+        ({"steps": 0}, "steps must be a positive int, got 0"),
         ({"beta2": 1.0}, r"beta2 must be in \[0.0, 1.0\), got 1.0"),
     ],
 )

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from regkit._validate import check_int
 from regkit.device import synchronize
 
 MIB = 2**20
@@ -106,9 +107,8 @@ def measure_steps(steps: Mapping[str, Callable[[], object]], device: str | torch
     """
     if not steps:
         raise ValueError("measure_steps needs at least one step function")
-    for name, value in (("repeats", repeats), ("warmup", warmup)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "repeats" else 0):
-            raise ValueError(f"{name} must be an int >= {1 if name == 'repeats' else 0}, got {value!r}")
+    check_int("repeats", repeats, note="timed rounds")
+    check_int("warmup", warmup, 0, note="untimed rounds")
     device = torch.device(device)
     names = list(steps)
     wall: dict[str, list[float]] = {name: [] for name in names}

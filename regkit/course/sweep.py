@@ -46,6 +46,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from regkit._validate import check_int
 from regkit.course.folder_lock import lock_folder
 from regkit.course.lifetime import worker_init
 from regkit.course.notebook import CourseError, CourseNotebook, Parameter, check_profile, discover, select
@@ -196,8 +197,7 @@ def plan_sweep(
     # the course's notebooks take a list, seeds=[s]; other notebooks may take one seed, seed=s
     seed_name = SEEDS if SEEDS in declared else SEED
     if seeds is not None:
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise CourseError(f"--seeds must be a positive integer (the number of seeds 0..N-1), got {seeds!r}")
+        check_int("--seeds", seeds, note="the number of seeds 0..N-1", error=CourseError)
         if seed_name not in declared:
             raise CourseError(f"--seeds needs a {SEED!r} parameter, and {nb.name} has none; its parameters are: "
                               f"{', '.join(n for n in declared if n != 'profile')}")
@@ -548,8 +548,8 @@ def run_sweep(
     if backend not in BACKENDS:
         raise CourseError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
     for name, value in (("workers", workers), ("threads", threads)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise CourseError(f"--{name} must be a positive integer, got {value!r}")
+        if value is not None:
+            check_int(f"--{name}", value, error=CourseError)
     if not (_is_number(gpus_per_run) and gpus_per_run >= 0):
         raise CourseError(f"--gpus-per-run must be a number >= 0, got {gpus_per_run!r}")
     if gpus_per_run and backend != "ray":

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from regkit._validate import check_int
 from regkit.data.loader import DeviceLoader
 
 
@@ -96,7 +97,8 @@ class ImageDataset:
 def downsample(data: ImageDataset, factor: int) -> ImageDataset:
     """``data`` with every image average-pooled by ``factor`` (e.g. Fashion-MNIST 28x28 -> 14x14 with 2),
     rounded back to uint8: a cheaper task on which small CPU experiments can run many seeds."""
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1 or data.image_size % factor:
+    check_int("factor", factor, note=f"a divisor of the image size {data.image_size}")
+    if data.image_size % factor:
         raise ValueError(f"factor must be a positive int dividing the image size {data.image_size}, got {factor!r}")
 
     def pool(x: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+from regkit._validate import check_int
 from regkit.data.cifar import load_cifar
 from regkit.data.download import DatasetUnavailable
 from regkit.data.embedded import NAME as EMBEDDED
@@ -111,10 +112,7 @@ def load_images(
 
     if train_size is not None:
         n = len(dataset.x_train)
-        if isinstance(train_size, bool) or not isinstance(train_size, int) or not 1 <= train_size <= n:
-            raise ValueError(
-                f"train_size must be an integer in [1, {n}] for {name}, got train_size={train_size!r}"
-            )
+        check_int("train_size", train_size, 1, n, note=f"training images of {name}")
         dataset = dataclasses.replace(
             dataset, x_train=dataset.x_train[:train_size], y_train=dataset.y_train[:train_size]
         )

@@ -12,7 +12,7 @@ import dataclasses
 
 import torch
 
-from regkit._validate import check_number
+from regkit._validate import check_int, check_number
 from regkit.data.image_dataset import ImageDataset
 
 
@@ -26,8 +26,7 @@ def symmetric_label_noise(labels: torch.Tensor, fraction: float, num_classes: in
     (4, True)
     """
     check_number("fraction", fraction, 0.0, 1.0)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2 (noise needs another class), got {num_classes!r}")
+    check_int("num_classes", num_classes, 2, note="noise needs another class")
     if labels.dtype != torch.int64 or labels.dim() != 1:
         raise ValueError(f"labels must be a 1-D int64 tensor, got {labels.dtype} of shape {tuple(labels.shape)}")
     if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < num_classes):
@@ -56,14 +55,10 @@ def validation_split(data: ImageDataset, val_size: int, train_size: int | None =
     settings are chosen, so that the real test images are never looked at while choosing.
     """
     n = len(data.x_train)
-    if isinstance(val_size, bool) or not isinstance(val_size, int) or not 1 <= val_size < n:
-        raise ValueError(f"val_size must be an int in [1, {n - 1}] ({data.name} has {n} training images), "
-                         f"got {val_size!r}")
+    check_int("val_size", val_size, 1, n - 1, note=f"{data.name} has {n} training images")
     rest = n - val_size
     train_size = rest if train_size is None else train_size
-    if isinstance(train_size, bool) or not isinstance(train_size, int) or not 1 <= train_size <= rest:
-        raise ValueError(f"train_size must be an int in [1, {rest}] (training images left beside "
-                         f"val_size={val_size}), got {train_size!r}")
+    check_int("train_size", train_size, 1, rest, note=f"training images left beside val_size={val_size}")
     return ImageDataset(f"{data.name} (validation split)", data.x_train[:train_size], data.y_train[:train_size],
                         data.x_train[rest:], data.y_train[rest:], num_classes=data.num_classes,
                         source=f"{data.source}: training images {rest}..{n - 1} as the test split")

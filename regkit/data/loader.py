@@ -27,6 +27,7 @@ from collections.abc import Iterator
 
 import torch
 
+from regkit._validate import check_int
 from regkit.data.augment import PaddedMirrors
 from regkit.device import resolve_device
 
@@ -72,8 +73,7 @@ class DeviceLoader:
         x, y = torch.as_tensor(x), torch.as_tensor(y)
         if len(x) != len(y) or len(x) == 0:
             raise ValueError(f"x and y must hold the same number (>0) of samples, got {len(x)} and {len(y)}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got batch_size={batch_size!r}")
+        check_int("batch_size", batch_size)
         self.is_image = x.dim() == 4
         if augment and not self.is_image:
             raise ValueError(f"augment=True needs images (N, C, H, W), got x of shape {tuple(x.shape)}")
@@ -95,10 +95,8 @@ class DeviceLoader:
         self.shuffle, self.augment, self.seed = bool(shuffle), bool(augment), int(seed)
         self.drop_last = self.shuffle if drop_last is None else bool(drop_last)
         self.channels_last = channels_last
-        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-            raise ValueError(f"world_size must be a positive integer, got world_size={world_size!r}")
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
-            raise ValueError(f"rank must be an integer in [0, world_size={world_size}), got rank={rank!r}")
+        check_int("world_size", world_size, note="processes sharing the batch")
+        check_int("rank", rank, 0, world_size - 1, note=f"this process's index, world_size={world_size}")
         if self.drop_last and self.batch_size % world_size:
             capped = " (capped at the number of samples)" if batch_size > self.num_samples else ""
             raise ValueError(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from regkit._validate import check_int
 OPERATIONS = ("add", "sub", "mul", "div")
 
 
@@ -61,8 +62,7 @@ def modular_arithmetic(
         >>> data.x_train.shape[1], data.vocab_size
         (3, 8)
     """
-    if isinstance(p, bool) or not isinstance(p, int) or p < 2:
-        raise ValueError(f"p must be an integer >= 2, got p={p!r}")
+    check_int("p", p, 2, note="the modulus")
     if op not in OPERATIONS:
         raise ValueError(f"op must be one of {', '.join(OPERATIONS)}; got op={op!r}")
     if op == "div" and not is_prime(p):

@@ -10,6 +10,7 @@ so a small CNN separates the classes within a few dozen steps.
 import torch
 import torch.nn.functional as F
 
+from regkit._validate import check_int
 from regkit.data.image_dataset import ImageDataset
 
 
@@ -26,8 +27,7 @@ def synthetic_images(
         ("n_train", n_train, 1), ("n_test", n_test, 1), ("channels", channels, 1),
         ("size", size, 8), ("num_classes", num_classes, 2),
     ):  # fmt: skip
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {name}={value!r}")
+        check_int(name, value, low)
     generator = torch.Generator().manual_seed(seed)
     colour = torch.randn(num_classes, channels, 1, 1, generator=generator)
     coarse = torch.randn(num_classes, channels, 4, 4, generator=generator)

@@ -2,7 +2,7 @@
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import positive_int
+from regkit._validate import check_int
 
 
 class SelfAttention(nn.Module):
@@ -15,8 +15,8 @@ class SelfAttention(nn.Module):
 
     def __init__(self, dim, heads, bias=True, causal=False, dropout=0.0):
         super().__init__()
-        positive_int("dim", dim)
-        positive_int("heads", heads)
+        check_int("dim", dim)
+        check_int("heads", heads)
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
         if not 0.0 <= dropout < 1.0:

@@ -4,7 +4,8 @@ import math
 import torch
 from torch import nn
 
-from ._validate import positive_int
+from regkit._validate import check_int
+
 from .attention import SelfAttention
 
 
@@ -30,13 +31,13 @@ class GrokTransformer(nn.Module):
 
     def __init__(self, p, width=128, heads=4, mlp=512, seq_len=3, mlp_bias=False):
         super().__init__()
-        self.p = positive_int("p", p)
-        positive_int("width", width)
-        positive_int("heads", heads)
-        positive_int("mlp", mlp)
+        self.p = check_int("p", p)
+        check_int("width", width)
+        check_int("heads", heads)
+        check_int("mlp", mlp)
         if width % heads:
             raise ValueError(f"width ({width}) must be divisible by heads ({heads})")
-        self.seq_len = positive_int("seq_len", seq_len)
+        self.seq_len = check_int("seq_len", seq_len)
         self.token_embedding = nn.Embedding(p + 1, width)
         self.position_embedding = nn.Embedding(seq_len, width)
         self.attn = SelfAttention(width, heads, bias=False, causal=True)

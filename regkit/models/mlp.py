@@ -4,7 +4,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from ._validate import choice, positive_int
+from regkit._validate import check_choice, check_int
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
@@ -28,13 +28,13 @@ class MLP(nn.Module):
 
     def __init__(self, in_features, num_classes, hidden=(256, 256), activation="relu", bias=True):
         super().__init__()
-        positive_int("in_features", in_features)
-        positive_int("num_classes", num_classes)
+        check_int("in_features", in_features)
+        check_int("num_classes", num_classes)
         if not isinstance(hidden, (tuple, list)):
             raise ValueError(f"hidden must be a tuple of positive ints (one per hidden layer), got {hidden!r}")
         for i, h in enumerate(hidden):
-            positive_int(f"hidden[{i}]", h)
-        choice("activation", activation, ACTIVATIONS)
+            check_int(f"hidden[{i}]", h)
+        check_choice("activation", activation, ACTIVATIONS)
         self.in_features = in_features
         self.net = _perceptron((in_features, *hidden, num_classes), activation, bias)
 
@@ -54,9 +54,9 @@ class OneHotMLP(nn.Module):
 
     def __init__(self, p, hidden=200, depth=2, bias=False):
         super().__init__()
-        self.p = positive_int("p", p)
-        positive_int("hidden", hidden)
-        positive_int("depth", depth)
+        self.p = check_int("p", p)
+        check_int("hidden", hidden)
+        check_int("depth", depth)
         self.net = _perceptron((2 * p, *([hidden] * depth), p), "relu", bias)
         self.register_buffer("vocab", torch.arange(p), persistent=False)
 

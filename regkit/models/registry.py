@@ -1,7 +1,8 @@
 """``build_model(name, ...)``: every course model by name, with checked keyword arguments."""
 import inspect
 
-from ._validate import positive_int
+from regkit._validate import check_int
+
 from .grok_transformer import GrokTransformer
 from .mlp import MLP, OneHotMLP
 from .resnet import ResNet18
@@ -45,9 +46,9 @@ def build_model(name, num_classes, in_channels=3, image_size=32, **kw):
     torch.Size([2, 100])
     """
     cls, derived = _lookup(name)
-    positive_int("num_classes", num_classes)
-    positive_int("in_channels", in_channels)
-    positive_int("image_size", image_size)
+    check_int("num_classes", num_classes)
+    check_int("in_channels", in_channels)
+    check_int("image_size", image_size)
     options = model_options(name)
     unknown = sorted(set(kw) - set(options))
     if unknown:

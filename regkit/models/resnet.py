@@ -2,7 +2,7 @@
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import positive_int
+from regkit._validate import check_int
 
 
 def _conv_bn(in_channels, out_channels, kernel_size, stride):
@@ -44,9 +44,9 @@ class ResNet18(nn.Module):
 
     def __init__(self, num_classes=10, in_channels=3, width=64):
         super().__init__()
-        positive_int("num_classes", num_classes)
-        positive_int("in_channels", in_channels)
-        positive_int("width", width)
+        check_int("num_classes", num_classes)
+        check_int("in_channels", in_channels)
+        check_int("width", width)
         self.stem = _conv_bn(in_channels, width, 3, 1)
         blocks, channels = [], width
         for multiple, stride in self.stages:

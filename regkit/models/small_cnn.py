@@ -1,7 +1,7 @@
 """A small BatchNorm conv net for quick experiments on scale-invariant weights."""
 from torch import nn
 
-from ._validate import positive_int
+from regkit._validate import check_int
 
 
 class SmallCNN(nn.Module):
@@ -15,9 +15,9 @@ class SmallCNN(nn.Module):
 
     def __init__(self, num_classes=10, in_channels=3, width=32):
         super().__init__()
-        positive_int("num_classes", num_classes)
-        positive_int("in_channels", in_channels)
-        positive_int("width", width)
+        check_int("num_classes", num_classes)
+        check_int("in_channels", in_channels)
+        check_int("width", width)
         layers, channels = [], in_channels
         for multiple in (1, 2, 4):
             out = multiple * width

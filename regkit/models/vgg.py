@@ -3,7 +3,7 @@ import math
 
 from torch import nn
 
-from ._validate import choice, positive_int
+from regkit._validate import check_choice, check_int
 
 # Conv output channels at width_multiplier 1; "M" is a 2x2 max-pool.
 CONFIGS = {
@@ -27,9 +27,9 @@ class VGG(nn.Module):
 
     def __init__(self, config="vgg11", batch_norm=False, num_classes=10, in_channels=3, width_multiplier=1.0):
         super().__init__()
-        choice("config", config, CONFIGS)
-        positive_int("num_classes", num_classes)
-        positive_int("in_channels", in_channels)
+        check_choice("config", config, CONFIGS)
+        check_int("num_classes", num_classes)
+        check_int("in_channels", in_channels)
         if not width_multiplier > 0:
             raise ValueError(f"width_multiplier must be > 0, got {width_multiplier!r}")
         layers, channels = [], in_channels

@@ -1,7 +1,8 @@
 """A small Vision Transformer (Dosovitskiy et al., ICLR 2021) for 28x28 / 32x32 images."""
 from torch import nn
 
-from ._validate import positive_int
+from regkit._validate import check_int
+
 from .attention import SelfAttention
 
 
@@ -39,14 +40,14 @@ class ViT(nn.Module):
     def __init__(self, num_classes, in_channels=3, image_size=32, patch=4, dim=192, depth=6, heads=3,
                  mlp_ratio=2, dropout=0.0):
         super().__init__()
-        positive_int("num_classes", num_classes)
-        positive_int("in_channels", in_channels)
-        positive_int("image_size", image_size)
-        positive_int("patch", patch)
-        positive_int("dim", dim)
-        positive_int("depth", depth)
-        positive_int("heads", heads)
-        positive_int("mlp_ratio", mlp_ratio)
+        check_int("num_classes", num_classes)
+        check_int("in_channels", in_channels)
+        check_int("image_size", image_size)
+        check_int("patch", patch)
+        check_int("dim", dim)
+        check_int("depth", depth)
+        check_int("heads", heads)
+        check_int("mlp_ratio", mlp_ratio)
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
         if image_size % patch:

@@ -1,4 +1,5 @@
-"""Step-side methods: torch.optim.Optimizer subclasses sharing the primitives in ``_functional``."""
+"""Step-side methods: torch.optim.Optimizer subclasses sharing the tensor-list primitives of
+`regkit.optim.functional`."""
 
 from regkit.optim.adam import Adam, AdamW
 from regkit.optim.adamp import SGDP, AdamP

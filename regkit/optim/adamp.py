@@ -110,10 +110,12 @@ def _row_statistics(
     return table
 
 
-def _invariant_views(
+def invariance_masks(
     statistics: Tensor, channel_thresholds: Tensor, layer_thresholds: Tensor, eps: float
 ) -> tuple[Tensor, Tensor]:
-    """Boolean ``(tensors,)`` masks: scale-invariant in the channel view; else in the layer view.
+    """The scale-invariance test: boolean ``(tensors,)`` masks, scale-invariant in the channel view; else in the
+    layer view. ``statistics``: the ``(4, tensors, rows)`` table ``<g_i, w_i>, ||g_i||, ||w_i||, <w_i, u_i>``
+    per row of each tensor's channel view, zero-padded; thresholds ``delta / sqrt(d)`` per tensor (see `AdamP`).
 
     Padded rows have ``<g, w> = 0`` and so cosine 0: they never decide a maximum. The cosine
     divides by each clamped norm in turn (no ``eps^2`` that could underflow).
@@ -177,7 +179,7 @@ def scale_invariant_factors(
     statistics = _row_statistics(params, grads, directions, denominators, channel_dim)
     channel_thr, layer_thr = _thresholds(params, delta, channel_dim)
     constants = _on_device(channel_thr + layer_thr + list(step_sizes), statistics).view(3, -1)
-    channel, layer = _invariant_views(statistics, constants[0], constants[1], eps)
+    channel, layer = invariance_masks(statistics, constants[0], constants[1], eps)
     _, _, w_norm, wu = statistics
     channel_coef = wu / (w_norm + eps) / (w_norm + eps)
     w_layer = torch.linalg.vector_norm(w_norm, dim=1, keepdim=True)
@@ -202,7 +204,7 @@ def invariant_views(
         w = [params[i].detach() for i in tested]
         statistics = _row_statistics(w, [grads[i] for i in tested], w, None, channel_dim)
         channel_thr, layer_thr = _thresholds(w, delta, channel_dim)
-        channel, layer = _invariant_views(
+        channel, layer = invariance_masks(
             statistics, torch.tensor(channel_thr).to(statistics), torch.tensor(layer_thr).to(statistics), eps
         )
         for i, is_channel, is_layer in zip(tested, channel.tolist(), layer.tolist(), strict=True):

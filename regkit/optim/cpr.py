@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from regkit._validate import check_betas, check_flag, check_number
+from regkit._validate import check_betas, check_flag, check_int, check_number
 from regkit.optim._base import FunctionalOptimizer
 from regkit.optim._float32_state import Float32State
 from regkit.optim._functional import device_dtype_buckets, each
@@ -268,7 +268,13 @@ def _describe(groups: list[dict]) -> str:
     return f"regularized {count(True)}; not regularized {count(False)}"
 
 
-CONSTRAINT_STATE = ("lagmul", "kappa", "norm_ema", "norm_ema_prev", "norm_slope_prev", "lagmul_prev")
+CONSTRAINT_LISTS = {"lagmuls": "lagmul", "kappas": "kappa", "norm_emas": "norm_ema", "norm_ema_prevs": "norm_ema_prev",
+                    "norm_slope_prevs": "norm_slope_prev", "prev_lagmuls": "lagmul_prev"}
+"""The tensor-list arguments of `constrain_` and `adam_cpr` -> the state key each list holds."""
+CONSTRAINT_STATE = tuple(CONSTRAINT_LISTS.values())
+CONSTRAINT_OPTIONS = ("lr", "reg_function", "kappa_init_method", "kappa_init_param", "kappa_update", "reg_step_size",
+                      "reg_ema_decay", "reg_by_lr", "adaptive_bounds")
+"""The keyword arguments of `constrain_` that a param group holds under the same names."""
 
 
 def constraint_groups(params, reg_embedding: bool, verbose: bool, name: str) -> list[dict]:
@@ -321,9 +327,7 @@ def check_constraint(group: dict) -> None:
     check_number("kappa_update", group["kappa_update"], 0.0, high=math.inf, high_open=True)
     if group["kappa_update"] == 0:
         raise ValueError("kappa_update must be > 0 (with 0 the multiplier never moves: use regkit.optim.Adam)")
-    step_size = group["reg_step_size"]
-    if not isinstance(step_size, int) or isinstance(step_size, bool) or step_size < 1:
-        raise ValueError(f"reg_step_size must be an int >= 1, got {step_size!r}")
+    check_int("reg_step_size", group["reg_step_size"], note="steps between inflection-point checks")
     check_number("reg_ema_decay", group["reg_ema_decay"], 0.0, 1.0, high_open=True)
     for flag in ("reg_by_lr", "adaptive_bounds"):
         check_flag(flag, group[flag])
@@ -354,17 +358,17 @@ def constraint_state_(buffers: dict, group: dict, p: Tensor) -> dict:
     return buffers
 
 
-def constraint_lists(states: list[dict], group: dict) -> list[list[Tensor]]:
-    """The CPR lists of `constrain_` (``lagmuls, kappas, norm_emas, norm_ema_prevs, norm_slope_prevs,
-    prev_lagmuls``) from the states of the stepped tensors; all empty for a group with ``regularize=False``,
-    and the ones the group's options do not use stay empty."""
+def constraint_lists(states: list[dict], group: dict) -> dict[str, list[Tensor]]:
+    """The CPR lists of `constrain_` by argument name (`CONSTRAINT_LISTS`: ``lagmuls``, ``kappas``, ...) from
+    the states of the stepped tensors; all empty for a group with ``regularize=False``, and the ones the
+    group's options do not use stay empty."""
     keys = ["lagmul", "kappa"]
     if group["kappa_init_method"] == "inflection_point":
         keys += ["norm_ema", "norm_ema_prev", "norm_slope_prev"]
     if group["adaptive_bounds"]:
         keys.append("lagmul_prev")
     chosen = keys if group["regularize"] else []
-    return [[state[key] for state in states] if key in chosen else [] for key in CONSTRAINT_STATE]
+    return {arg: [state[key] for state in states] if key in chosen else [] for arg, key in CONSTRAINT_LISTS.items()}
 
 
 class AdamCPR(Float32State, FunctionalOptimizer):
@@ -540,14 +544,10 @@ class AdamCPR(Float32State, FunctionalOptimizer):
         if group["regularize"]:  # no step has run yet: a dependent bound is measured on the initial weights
             for p in params:
                 constraint_state_(self.state[p], group, p)
-        constraint = constraint_lists([self.state[p] for p in params], group)
         beta1, beta2 = group["betas"]
-        hyper = {
-            k: group[k]
-            for k in ("lr", "eps", "amsgrad", "maximize", "regularize", "reg_function", "kappa_init_method",
-                      "kappa_init_param", "kappa_update", "reg_step_size", "reg_ema_decay", "reg_by_lr",
-                      "adaptive_bounds", "reg_order")
-        }  # fmt: skip
-        foreach = self.resolve_foreach(group["foreach"], params)
-        args = (params, [p.grad for p in params], exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *constraint)
-        return args, dict(hyper, beta1=beta1, beta2=beta2, foreach=foreach)
+        hyper = {k: group[k] for k in (*CONSTRAINT_OPTIONS, "eps", "amsgrad", "maximize", "regularize", "reg_order")}
+        return (), dict(
+            params=params, grads=[p.grad for p in params], exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
+            max_exp_avg_sqs=max_exp_avg_sqs, steps=steps, **constraint_lists([self.state[p] for p in params], group),
+            **hyper, beta1=beta1, beta2=beta2, foreach=self.resolve_foreach(group["foreach"], params),
+        )

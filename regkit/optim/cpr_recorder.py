@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.optim import Optimizer
 
+from regkit._validate import check_int
 from regkit.optim.measures import evaluate
 from regkit.optim.with_cpr import COUNTER
 
@@ -31,9 +32,7 @@ class ConstraintRecorder:
                                                          for key in ("regularize", "kappa_init_method"))):
             raise TypeError(f"optimizer must be a regkit.optim.AdamCPR or a regkit.optim.with_cpr(...) optimizer, "
                             f"got {type(optimizer).__name__}")
-        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-            raise ValueError(f"every must be an int >= 1, got {every!r}")
-        self.optimizer, self.every = optimizer, every
+        self.optimizer, self.every = optimizer, check_int("every", every, note="record every n-th step")
         self.records: list[tuple[float, list[str], torch.Tensor]] = []
         self.handle = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.record())
 

@@ -20,6 +20,7 @@ import math
 import torch
 from torch import Tensor
 
+from regkit._validate import check_int
 from regkit.optim.cpr import detect_inflection_
 
 
@@ -45,8 +46,7 @@ def package_rule_step(norms: Tensor, reg_step_size: int = 200, reg_ema_decay: fl
 def paper_rule_step(norms: Tensor, warmup_steps: int) -> int | None:
     """The step at which the paper's rule sets ``kappa``: R sampled every ``max(1, warmup_steps // 10)``
     steps, the first negative second difference, known once its third sample is in; or None."""
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 1:
-        raise ValueError(f"warmup_steps must be a positive integer (the lr warmup), got {warmup_steps!r}")
+    check_int("warmup_steps", warmup_steps, note="the lr warmup")
     every = max(1, warmup_steps // 10)
     r = _check_path(norms)[every - 1 :: every].double().square()  # R after steps every, 2 every, ...
     negative = torch.nonzero(r[2:] - 2 * r[1:-1] + r[:-2] < 0).flatten()

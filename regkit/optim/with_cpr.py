@@ -14,6 +14,7 @@ from regkit.optim._base import increment_steps, step_counter
 from regkit.optim._float32_state import Float32State
 from regkit.optim.compose import base_step, check_base, resolve_foreach, run_closure, stepped, with_options
 from regkit.optim.cpr import (
+    CONSTRAINT_OPTIONS,
     CONSTRAINT_STATE,
     check_constrained_tensors,
     check_constraint,
@@ -136,13 +137,8 @@ def with_cpr(base: type[Optimizer]) -> type[Optimizer]:
 
         @staticmethod
         def _constrain(group: dict, params: list[Tensor], states: list[dict], ages: list[float]) -> None:
-            constrain_(
-                params, *constraint_lists(states, group), ages, lr=group["lr"], reg_function=group["reg_function"],
-                kappa_init_method=group["kappa_init_method"], kappa_init_param=group["kappa_init_param"],
-                kappa_update=group["kappa_update"], reg_step_size=group["reg_step_size"],
-                reg_ema_decay=group["reg_ema_decay"], reg_by_lr=group["reg_by_lr"],
-                adaptive_bounds=group["adaptive_bounds"], foreach=resolve_foreach(group, params),
-            )  # fmt: skip
+            constrain_(params, **constraint_lists(states, group), ages=ages,
+                       **{k: group[k] for k in CONSTRAINT_OPTIONS}, foreach=resolve_foreach(group, params))
 
     Constrained.__name__ = Constrained.__qualname__ = f"{base.__name__}CPR"
     Constrained.__doc__ = f"``{base.__name__}`` with CPR's constraint step: ``regkit.optim.with_cpr({base.__name__})``.\n\n" + (

@@ -18,8 +18,10 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from regkit._validate import check_int
 from regkit.distributed import reject_sharded
 from regkit.optim._base import KeepsOwnAttributes
+from regkit.optim._functional import each
 from regkit.train.seeding import set_rng_state, torch_rng_state
 
 DIFFERENCES = ("forward", "central", "exact")
@@ -77,8 +79,8 @@ def gr_warmup(warmup: str | None, step: int, warmup_steps: int | None) -> tuple[
     raise ValueError(f"warmup={warmup!r}; valid choices: {WARMUPS}")
 
 
-# Tensor-list primitives of the finite-difference step: one definition of the math, a foreach
-# path (torch._foreach_*, default on CUDA) and a for-loop reference path. No host syncs.
+# Tensor-list steps of the finite-difference pass, built on `regkit.optim._functional.each` (a foreach path,
+# default on CUDA, and a for-loop reference path of one definition). No host syncs.
 
 
 def inverse_norms(grads: list[Tensor], normalize: str = "global", foreach: bool = False) -> list[Tensor]:
@@ -87,30 +89,11 @@ def inverse_norms(grads: list[Tensor], normalize: str = "global", foreach: bool 
     ``finfo.tiny`` so that ``g = 0`` gives ``v = 0`` (no perturbation) instead of NaN. A non-finite
     norm (a NaN/inf gradient entry) gives 0 too: `perturb_` then leaves those weights unperturbed."""
     dtype = functools.reduce(torch.promote_types, [g.dtype for g in grads], torch.float32)
-    if foreach:
-        norms = list(torch._foreach_norm(grads, 2, dtype=dtype))
-    else:
-        norms = [torch.linalg.vector_norm(g, dtype=dtype) for g in grads]
+    norms = each("norm", grads, 2, dtype=dtype, foreach=foreach)
     tiny = torch.finfo(dtype).tiny
     if normalize == "global":
         norms = [torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))] * len(grads)
     return [torch.where(n.isfinite(), n.clamp_min(tiny).reciprocal(), 0.0) for n in norms]
-
-
-def _copy_(dst: list[Tensor], src: list[Tensor], foreach: bool) -> None:
-    if foreach:
-        torch._foreach_copy_(dst, src)
-    else:
-        for d, s in zip(dst, src, strict=True):
-            d.copy_(s)
-
-
-def _mul_(tensors: list[Tensor], scales: list[Tensor], foreach: bool) -> None:
-    if foreach:
-        torch._foreach_mul_(tensors, scales)
-    else:
-        for t, s in zip(tensors, scales, strict=True):
-            t.mul_(s)
 
 
 def perturb_(params: list[Tensor], origin: list[Tensor], grads: list[Tensor], inv_norms: list[Tensor],
@@ -119,12 +102,8 @@ def perturb_(params: list[Tensor], origin: list[Tensor], grads: list[Tensor], in
     (``step = +r`` or ``-r``), so every perturbation starts from the exact same weights. Where
     ``1 / ||g||`` is 0 (``||g||`` not finite, see `inverse_norms`) the weights stay ``theta_0``: a
     device mask, so a NaN gradient entry cannot spread NaN into the other tensors' weights."""
-    _copy_(params, origin, foreach)
-    if foreach:
-        torch._foreach_addcmul_(params, grads, inv_norms, value=step)
-    else:
-        for p, g, s in zip(params, grads, inv_norms, strict=True):
-            p.addcmul_(g, s, value=step)
+    each("copy_", params, origin, foreach=foreach)
+    each("addcmul_", params, grads, inv_norms, value=step, foreach=foreach)
     for p, o, s in zip(params, origin, inv_norms, strict=True):
         torch.where(s > 0, p, o, out=p)
 
@@ -140,15 +119,9 @@ def combine_(g0: list[Tensor], perturbed: list[tuple[float, list[Tensor]]], alph
         return g0
     weight = alpha / len(perturbed)
     keep = 1.0 - weight * sum(sign for sign, _ in perturbed)
-    if foreach:
-        torch._foreach_mul_(g0, keep)
-        for sign, grads in perturbed:
-            torch._foreach_add_(g0, grads, alpha=weight * sign)
-    else:
-        for i, d in enumerate(g0):
-            d.mul_(keep)
-            for sign, grads in perturbed:
-                d.add_(grads[i], alpha=weight * sign)
+    each("mul_", g0, keep, foreach=foreach)
+    for sign, grads in perturbed:
+        each("add_", g0, grads, alpha=weight * sign, foreach=foreach)
     return g0
 
 
@@ -199,8 +172,8 @@ def _check_settings(group: dict, where: str = "") -> None:
         raise ValueError(f"mix='official' is defined for difference='forward' only, got difference={difference!r}")
     if warmup is None and steps is not None:
         raise ValueError(f"warmup_steps={steps!r} given without a warmup; choose warmup from {WARMUPS[1:]}")
-    if warmup is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"warmup={warmup!r} needs warmup_steps, a positive int; got warmup_steps={steps!r}")
+    if warmup is not None:
+        check_int("warmup_steps", steps, note=f"the length of warmup={warmup!r}, which needs it")
 
 
 def _check_nonnegative(name: str, value) -> None:
@@ -527,7 +500,7 @@ class GNP(KeepsOwnAttributes, Optimizer):
                 continue
             perturbed = [(sign, grads[i]) for sign, grads in pending.perturbed]
             if self.mix == "official" and perturbed:
-                _mul_(pending.grads[i], pending.inv_norms[i], foreach)  # g0 -> v
+                each("mul_", pending.grads[i], pending.inv_norms[i], foreach=foreach)  # g0 -> v
             combine_(pending.grads[i], perturbed, pending.alphas[i], foreach)
             for p, d in zip(ps, pending.grads[i], strict=True):
                 p.grad = d
@@ -556,7 +529,7 @@ def _restore_(pending: _Pending) -> None:
     if pending.origin is not None:
         for ps, origin in zip(pending.params, pending.origin, strict=True):
             if ps:
-                _copy_(ps, origin, pending.foreach)
+                each("copy_", ps, origin, foreach=pending.foreach)
     for buffer, saved in pending.running_stats:
         buffer.copy_(saved)
 

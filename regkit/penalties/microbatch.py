@@ -70,6 +70,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vjp, vmap
 
+from regkit._validate import check_int
+
 PENALTIES = ("gn", "fisher", "avg_jacobian", "unit_jacobian")
 CPU_VMAP_MAX_SAVED_BYTES = 6 * 2**20  # the CPU rule of vectorized=None (module docstring)
 _VMAPPABLE_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -246,7 +248,7 @@ def micro_grad_norm_hook(
 # --- the math shared by both paths ---------------------------------------------------------------
 
 
-def _penalty_output(penalty: str, logits: Tensor, y: Tensor, loss_fn, noise: Tensor | None) -> Tensor:
+def penalty_output(penalty: str, logits: Tensor, y: Tensor, loss_fn, noise: Tensor | None) -> Tensor:
     """``s_M``, the scalar whose parameter gradient's squared norm is the penalty (not "gn")."""
     if logits.dim() != 2:
         raise ValueError(
@@ -309,7 +311,7 @@ def _serial(model, loss_fn, xs, ys, penalty, lam, noise, draw_noise):
                 )
                 g_data = [g.detach() for g in g_probe]
             else:
-                probe = _penalty_output(penalty, logits, ys[j], loss_fn, None if noise is None else noise[j])
+                probe = penalty_output(penalty, logits, ys[j], loss_fn, None if noise is None else noise[j])
                 g_data = torch.autograd.grad(data, params, retain_graph=True, materialize_grads=True)
                 g_probe = torch.autograd.grad(
                     probe, params, create_graph=differentiate_penalty, materialize_grads=True
@@ -348,7 +350,7 @@ def _vectorized(model, loss_fn, xs, ys, penalty, lam, noise, chunk_size):
             data = loss_fn(logits, yb)
             if penalty in (None, "gn"):
                 return (data,), ghost.batch_stats()
-            return (data, _penalty_output(penalty, logits, yb, loss_fn, noise_j)), ghost.batch_stats()
+            return (data, penalty_output(penalty, logits, yb, loss_fn, noise_j)), ghost.batch_stats()
 
         def penalty_and_grads(p, xb, yb, noise_j):
             out, pullback, bn_stats = vjp(lambda q: outputs(q, xb, yb, noise_j), p, has_aux=True)
@@ -494,8 +496,7 @@ def _free_memory(device: torch.device) -> int:
 def _validate_probe(x: Tensor, y: Tensor, micro_batch_size: int) -> None:
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must have the same batch size, got {x.shape[0]} and {y.shape[0]}")
-    if isinstance(micro_batch_size, bool) or not isinstance(micro_batch_size, int) or micro_batch_size < 1:
-        raise ValueError(f"micro_batch_size must be a positive int, got {micro_batch_size!r}")
+    check_int("micro_batch_size", micro_batch_size)
     if x.shape[0] % micro_batch_size != 0:
         raise ValueError(f"micro_batch_size={micro_batch_size} must divide the batch size {x.shape[0]}")
 

@@ -20,7 +20,7 @@ Modules: ``loop`` (``train``), ``evaluation`` (``evaluate``), ``hooks`` (metric 
 from regkit.device import default_device, resolve_device
 from regkit.train.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_checkpoint
 from regkit.train.evaluation import evaluate
-from regkit.train.hooks import Hook, effective_step_hook, grad_norm_hook, weight_norm_hook
+from regkit.train.hooks import Hook, StopTraining, effective_step_hook, grad_norm_hook, weight_norm_hook
 from regkit.train.loop import GradFn, train
 from regkit.train.schedule import warmup_cosine
 from regkit.train.seeding import seed_everything
@@ -30,6 +30,7 @@ __all__ = [
     "CheckpointError",
     "GradFn",
     "Hook",
+    "StopTraining",
     "default_device",
     "effective_step_hook",
     "evaluate",

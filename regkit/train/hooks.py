@@ -13,6 +13,12 @@ from regkit.metrics import grad_norm, weight_norms
 Hook = Callable[[int, nn.Module, torch.optim.Optimizer], Mapping[str, float]]
 
 
+class StopTraining(Exception):  # noqa: N818 (a signal, like StopIteration, not an error)
+    """Raised by a hook to end the run after this evaluation (e.g. once a target accuracy is reached): the
+    other hooks of the evaluation still run and the checkpoint is written; ``History.meta["stopped_at"]``
+    is the step. Under torch.distributed every rank must raise it at the same step."""
+
+
 def select_parameters(model: nn.Module, names: Iterable[str] | Callable[[str, Tensor], bool] | None,
             default: Callable[[str, Tensor], bool] = lambda n, p: True) -> list[tuple[str, Tensor]]:
     """The named parameters chosen by a list of names or a predicate ``(name, param) -> bool``."""

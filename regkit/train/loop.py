@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from tqdm.std import tqdm as text_tqdm
 
 from regkit._files import check_writable_file
+from regkit._validate import check_int
 from regkit.device import synchronize
 from regkit.distributed import (
     all_reduce_sum,
@@ -38,7 +39,7 @@ from regkit.headless import is_headless
 from regkit.history import History
 from regkit.train import checkpoint as checkpoints
 from regkit.train.evaluation import autocast, batch_to, correct_predictions, evaluate
-from regkit.train.hooks import Hook
+from regkit.train.hooks import Hook, StopTraining
 from regkit.train.seeding import rng_state, seed_everything, set_rng_state
 
 GradFn = Callable[[nn.Module, Tensor, Tensor], "Tensor | tuple[Tensor, Tensor]"]
@@ -150,11 +151,7 @@ def _closure(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: T
 
 
 def _positive_int(name: str, value: Any, default: int | None = None) -> int | None:
-    if value is None:
-        return default
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+    return default if value is None else check_int(name, value)
 
 
 def _loader_len(loader: Iterable) -> int | None:
@@ -170,12 +167,30 @@ class _Plan:
 
     total: int
     length: int | None
-    eval_every: int
+    eval_every: int | frozenset[int]  # every n steps, or at these steps
     log_every: int
     checkpoint_every: int | None
     eval_loaders: dict[str, Iterable]
     hooks: list[Hook]
     checkpoint: Path | None
+
+    def evaluates(self, step: int) -> bool:
+        """Whether ``step`` is an evaluation step (the last step always is)."""
+        every = self.eval_every
+        return step == self.total or (step in every if isinstance(every, frozenset) else step % every == 0)
+
+
+def _eval_steps(eval_every: Any, total: int) -> int | frozenset[int]:
+    """``eval_every`` as an int (default ``total // 20``) or, given as a collection of steps, a frozenset."""
+    if eval_every is None or isinstance(eval_every, int):
+        return _positive_int("eval_every", eval_every, default=max(1, total // 20))
+    try:
+        steps = frozenset(eval_every)
+    except TypeError:
+        raise ValueError(f"eval_every must be a positive int or a collection of steps, got {eval_every!r}") from None
+    for step in steps:
+        check_int("a step of eval_every", step, 1, total, note="steps of the run")
+    return steps
 
 
 def _plan(train_loader: Iterable, steps, epochs, eval_every, log_every, checkpoint_every, eval_loaders, hooks,
@@ -215,7 +230,7 @@ def _plan(train_loader: Iterable, steps, epochs, eval_every, log_every, checkpoi
         json.dumps(dict(meta or {}))
     except TypeError as err:
         raise ValueError(f"meta must be JSON-serialisable: {err}") from None
-    return _Plan(total, length, _positive_int("eval_every", eval_every, default=max(1, total // 20)),
+    return _Plan(total, length, _eval_steps(eval_every, total),
                  _positive_int("log_every", log_every, default=max(1, total // 100)),
                  _positive_int("checkpoint_every", checkpoint_every), eval_loaders, hooks,
                  Path(checkpoint) if checkpoint is not None else None)
@@ -303,8 +318,8 @@ class _Loop:
         self.history.meta["stopped_at"] = step
         return False
 
-    def evaluate(self, step: int, bar) -> None:
-        """Every evaluation loader and hook, logged at ``step``."""
+    def evaluate(self, step: int, bar) -> bool:
+        """Every evaluation loader and hook, logged at ``step``; True when a hook raised `StopTraining`."""
         if self.data_parallel:  # rank 0's BatchNorm statistics, so that every rank evaluates one model
             broadcast_buffers(self.model)
         for name, loader in self.plan.eval_loaders.items():
@@ -313,9 +328,14 @@ class _Loop:
                               across_ranks=self.data_parallel)
             self.history.log(step, **{f"{name}_{k}": v for k, v in result.items()})
             self.postfix[name] = result.get("acc", result["loss"])
+        stop = False
         for hook in self.plan.hooks:
-            self.history.log(step, **{k: float(v) for k, v in hook(step, self.model, self.optimizer).items()})
+            try:
+                self.history.log(step, **{k: float(v) for k, v in hook(step, self.model, self.optimizer).items()})
+            except StopTraining:
+                stop = True
         bar.set_postfix(self.postfix, refresh=False)
+        return stop
 
     def save(self, step: int) -> None:
         checkpoints.save_atomically({
@@ -340,18 +360,20 @@ class _Loop:
                 bar.update()
                 if (step % plan.log_every == 0 or step == plan.total) and not self.log(step, lr, bar):
                     break
-                is_eval = step % plan.eval_every == 0 or step == plan.total
+                is_eval = plan.evaluates(step)
                 every = plan.checkpoint_every
                 save = plan.checkpoint is not None and (step == plan.total or (step % every == 0 if every else is_eval))
                 if not (is_eval or save):
                     continue
                 synchronize(self.device)
                 meta["train_time_s"] += (now := time.perf_counter()) - tick
-                if is_eval:
-                    self.evaluate(step, bar)
-                if save and self.main_process:
+                stop = is_eval and self.evaluate(step, bar)
+                if (save or (stop and plan.checkpoint is not None)) and self.main_process:
                     self.save(step)
                 meta["eval_time_s"] += (tick := time.perf_counter()) - now
+                if stop:
+                    meta["stopped_at"] = step
+                    break
         finally:
             bar.close()
         synchronize(self.device)
@@ -366,7 +388,7 @@ class _Loop:
 
 def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iterable, *,
           steps: int | None = None, epochs: int | None = None, loss_fn: Callable = F.cross_entropy,
-          eval_loaders: Mapping[str, Iterable] | None = None, eval_every: int | None = None,
+          eval_loaders: Mapping[str, Iterable] | None = None, eval_every: int | Iterable[int] | None = None,
           scheduler: Any = None, hooks: Iterable[Hook] = (), grad_fn: GradFn | None = None,
           device: str | torch.device | None = None, checkpoint: str | os.PathLike | None = None,
           checkpoint_every: int | None = None, resume: bool = False, progress: bool = True,
@@ -386,11 +408,12 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iter
     Logged rows (``History.df``): every ``log_every`` steps (default ``steps // 100``) the mean
     ``train_loss`` (and ``train_acc`` for classification) of the steps since the last log, the
     ``lr`` of the first param group used by that step and ``epoch`` (when the loader has a
-    length); every ``eval_every`` steps (default ``steps // 20``) and at the end
-    ``<name>_loss``/``<name>_acc`` from :func:`evaluate` for every ``eval_loaders`` entry and the
-    values returned by each ``hook(step, model, optimizer)`` (an evaluation loader of length 0 is
-    refused before training). The loop never synchronises with the device between these points.
-    A non-finite training loss stops the run (with a warning).
+    length); every ``eval_every`` steps (default ``steps // 20``; or at the steps of a collection, e.g.
+    a log-spaced grid) and at the end ``<name>_loss``/``<name>_acc`` from :func:`evaluate` for every
+    ``eval_loaders`` entry and the values returned by each ``hook(step, model, optimizer)`` (an
+    evaluation loader of length 0 is refused before training). The loop never synchronises with the
+    device between these points. A non-finite training loss stops the run (with a warning), and so
+    does a hook that raises :class:`StopTraining` (after that evaluation).
 
     ``checkpoint``: a file written atomically every ``checkpoint_every`` steps (default: at every
     evaluation) and at the end, holding the model, optimizer (and its class name), scheduler,

@@ -7,6 +7,8 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from regkit._validate import check_int
+
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
                   final_fraction: float = 0.1) -> LambdaLR:
@@ -19,13 +21,8 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
         f + (1 - f) * (1 + cos(pi * (s - W) / (T - W))) / 2   for W <= s < T
         f                                                for s >= T
     """
-    for name, value in (("warmup_steps", warmup_steps), ("total_steps", total_steps)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"{name} must be an int, got {value!r}")
-    if total_steps < 1:
-        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-    if not 0 <= warmup_steps <= total_steps:
-        raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps}")
+    check_int("total_steps", total_steps)
+    check_int("warmup_steps", warmup_steps, 0, total_steps, note=f"at most total_steps={total_steps}")
     if not 0.0 <= final_fraction <= 1.0:
         raise ValueError(f"final_fraction must be in [0, 1], got {final_fraction!r}")
 

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from regkit._validate import check_number
+from regkit._validate import check_int, check_number
 from regkit.optim import AdamCPR
 from regkit.widgets import figure_png, in_range, redraw_on_change
 from regkit.widgets.presentation import DESIGN_WIDTH_IN, demo_box, picture, picture_style
@@ -38,8 +38,7 @@ def cpr_toy_run(kappa: float = 1.0, kappa_update: float = 1.0, steps: int = 300,
     check_number("kappa_update", kappa_update, 0.0, high=math.inf, high_open=True)
     if kappa_update == 0:
         raise ValueError("kappa_update must be > 0, got 0")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    check_int("steps", steps)
     check_number("lr", lr, 0.0)
     check_number("noise", noise, 0.0)
     generator = torch.Generator().manual_seed(seed)

@@ -17,6 +17,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from regkit._validate import check_int
 from regkit.optim import SGDW, AdamW
 from regkit.rotation import adamw_equilibrium, angular_updates, neuron_norms, sgd_equilibrium
 from regkit.widgets import figure_png, in_range, redraw_on_change
@@ -38,8 +39,7 @@ def _check(optimizer, lr, weight_decay, beta1, schedule, steps, neurons, fan_in)
         if not inside or (low_open and value == low):
             raise ValueError(f"{name} must be a number in {'(' if low_open else '['}{low}, {high}], got {value!r}")
     for name, value, high in (("steps", steps, MAX_STEPS), ("neurons", neurons, 4096), ("fan_in", fan_in, 4096)):
-        if not isinstance(value, int) or isinstance(value, bool) or not 2 <= value <= high:
-            raise ValueError(f"{name} must be an int in [2, {high}], got {value!r}")
+        check_int(name, value, 2, high)
 
 
 def lr_multiplier(schedule: str, steps: int) -> np.ndarray:

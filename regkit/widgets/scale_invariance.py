@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from regkit._validate import check_int
 from regkit.optim import SGD, SGDP
 from regkit.scale_invariance import cosine_objective, trajectory, unit_vector
 from regkit.widgets import figure_png, redraw_on_change
@@ -29,8 +30,7 @@ def _check(lr, momentum, project, steps, start_angle) -> None:
         raise ValueError("lr must be > 0, got 0")
     if project not in (True, False):
         raise ValueError(f"project must be True or False, got {project!r}")
-    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"steps must be an int in [1, {MAX_STEPS}], got {steps!r}")
+    check_int("steps", steps, 1, MAX_STEPS)
 
 
 def norm_growth(

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from regkit._validate import check_number
+from regkit._validate import check_int, check_number
 from regkit.optim import SGD, Adam
 from regkit.widgets import figure_png, redraw_on_change
 from regkit.widgets.presentation import demo_box, label_width, picture, picture_style
@@ -136,8 +136,7 @@ def decay_paths(optimizer: str = "sgd", lr: float = 0.1, weight_decay: float = 0
     check_number("weight_decay", weight_decay, 0.0)
     check_number("momentum", momentum, 0.0, 1.0, high_open=True)
     check_number("beta2", beta2, 0.0, 1.0, high_open=True)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    check_int("steps", steps)
     lr, weight_decay, momentum, beta2 = float(lr), float(weight_decay), float(momentum), float(beta2)
     run = functools.partial(_cached_trajectory, optimizer, lr, momentum=momentum,
                             beta2=beta2 if optimizer == "adam" else 0.0, steps=steps)  # SGD: one cache entry
