@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -252,15 +253,18 @@ def test_a_locked_output_folder_names_its_holder(tmp_path, capsys):
 
 
 def test_concurrent_runs_into_one_folder_never_both_write(tmp_path):
-    """Two CLI runs at once into one --out: one runs, the other stops at once with exit 2."""
+    """A second CLI run into a --out that a running one holds stops at once with exit 2, naming the holder."""
     command = [sys.executable, "-m", "regkit.course", "run", "--notebooks", str(FIXTURES), "--out", str(tmp_path),
                "--only", "01", "-p", "fail", "False", "-p", "sleep_s", "6"]
-    runs = [subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
-    outputs = [(run.wait(timeout=120), *run.communicate()) for run in runs]
-    assert sorted(code for code, _, _ in outputs) == [0, 2], outputs
-    (refused,) = [err for code, _, err in outputs if code == 2]
-    assert f"error: output folder '{tmp_path}' is in use by another run: pid " in refused
+    first = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock, deadline = tmp_path / ".lock", time.monotonic() + 60
+    while not (lock.exists() and '"pid"' in lock.read_text()):  # the holder has written its details
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.05)
+    second = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2, (second.stdout, second.stderr)
+    assert f"error: output folder '{tmp_path}' is in use by another run: pid {first.pid} " in second.stderr
+    assert first.wait(timeout=120) == 0, first.communicate()
     assert read_json(tmp_path / "manifest.json")["notebooks"]["01_fails"]["status"] == "ok"
 
 
