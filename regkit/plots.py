@@ -180,7 +180,7 @@ def plot_intervals(values: Mapping[str, Sequence[float]], *, title: str = "", yl
     ``values``: ``{method: per-seed values}``; one seed gives the dot and the mean without an interval.
     Returns ``(figure, axes)``.
     """
-    from regkit.stats import t_interval
+    from regkit.course.stats import t_interval
 
     if not values or not all(len(v) for v in values.values()):
         raise ValueError("plot_intervals needs at least one method, each with at least one value")

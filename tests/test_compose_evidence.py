@@ -5,7 +5,7 @@ import pytest
 from regkit.course import evidence
 from regkit.course.compose_evidence import composition_evidence
 from regkit.course.evidence import NOT_SHOWN, OPPOSITE, SHOWN, decide, stale_keys
-from regkit.recipes import CPU_COMPOSE
+from regkit.course.recipes import CPU_COMPOSE
 
 
 def tiny(design: dict, **changes) -> dict:

@@ -23,8 +23,8 @@ import regkit.course.recording as recording
 from regkit.course import record, results, settings
 from regkit.course.__main__ import main
 from regkit.course.notebook import CourseError, CourseNotebook, discover
+from regkit.course.references import REFERENCES
 from regkit.course.runner import REPO_ROOT, already_done, run_course
-from regkit.references import REFERENCES
 
 FIXTURES = Path(__file__).parent / "notebooks"
 KEY = "cpr.cifar100.resnet18.adamw.acc"

@@ -6,12 +6,18 @@ import pandas as pd
 import pytest
 import torch
 
+from regkit.course.recipes import (
+    CPU_DECAY_GRID,
+    _decades,
+    grokking_delay,
+    max_constraint_violation,
+    sam_gnp_methods,
+)
 from regkit.data import synthetic_images
 from regkit.data.image_dataset import downsample
 from regkit.history import History
 from regkit.optim import SGD
 from regkit.penalties import GNP, SAM
-from regkit.recipes import CPU_DECAY_GRID, _decades, grokking_delay, max_constraint_violation, sam_gnp_methods
 
 
 def test_sam_gnp_methods_share_one_sgd():
@@ -87,7 +93,7 @@ def grid_frame(err):
 
 
 def test_best_decay_slope():
-    from regkit.experiments import best_decay_slope
+    from regkit.course.experiments import best_decay_slope
 
     assert best_decay_slope(grid_frame(lambda x, y: (y + 3) ** 2 + x**2)) == pytest.approx(0.0, abs=1e-12)
     assert best_decay_slope(grid_frame(lambda x, y: (x + y + 4) ** 2)) == pytest.approx(-1.0)  # product matters
@@ -96,7 +102,7 @@ def test_best_decay_slope():
 
 
 def test_gr_methods_warmup_schedules():
-    from regkit.recipes import gr_methods
+    from regkit.course.recipes import gr_methods
 
     model = torch.nn.Linear(3, 2)
     built = {m.key: m.optimizer(model) for m in gr_methods(lr=1e-3, weight_decay=0.3, r=0.1, warmup=150)}
@@ -110,9 +116,9 @@ def test_gr_methods_warmup_schedules():
 
 
 def test_norm_methods_and_scale_invariant_norm():
+    from regkit.course.recipes import norm_methods, scale_invariant_norm
     from regkit.models import build_model
     from regkit.optim import SGDP, AdamP
-    from regkit.recipes import norm_methods, scale_invariant_norm
 
     net = build_model("small_cnn", 10, 1, 14, width=4)
     kinds = {m.key: type(m.optimizer(net)) for m in norm_methods(sgd_lr=0.1, adam_lr=3e-3)}

@@ -8,7 +8,7 @@ import pytest
 from regkit.course import evidence
 from regkit.course.catalog import load
 from regkit.course.decay_evidence import cpr_evidence, decay_grid_evidence, design_data
-from regkit.experiments import best_decay_slope
+from regkit.course.experiments import best_decay_slope
 
 TINY = {"dataset": "fashion_mnist_subset", "image_size": 14, "train_size": 256, "model": "small_cnn", "width": 4,
         "batch_size": 32, "steps": 12, "seeds": [0, 1]}

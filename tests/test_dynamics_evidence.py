@@ -21,8 +21,8 @@ from regkit.course.dynamics_evidence import (
     schedule_evidence,
     timescale_evidence,
 )
+from regkit.diagnostics.rotation import adamw_equilibrium
 from regkit.optim import weight_decay_for_timescale
-from regkit.rotation import adamw_equilibrium
 
 TINY = {"dataset": "fashion_mnist_subset", "image_size": 14, "validation_size": 1000, "train_images": 400,
         "width": 16, "batch_size": 50, "seeds": [0, 1],

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import regkit.optim as ro
-from regkit.optim.effective_decay import adam_decay_rates
+from regkit.diagnostics.effective_decay import adam_decay_rates
 
 
 def uneven_grads(params):

@@ -17,7 +17,7 @@ from regkit.course.evidence import (
     package,
     stale_keys,
 )
-from regkit.stats import t_interval, t_quantile
+from regkit.course.stats import t_interval, t_quantile
 
 
 def test_t_quantile_matches_closed_forms_and_tables():

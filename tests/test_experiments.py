@@ -1,4 +1,4 @@
-"""regkit.experiments: the seeded method runner is regkit.train.train per (method, seed); the comparison
+"""regkit.course.experiments: the seeded method runner is regkit.train.train per (method, seed); the comparison
 table's numbers are the runs' numbers; records go under reference keys only for reproductions."""
 
 import math
@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from regkit.course import recording
-from regkit.data import DeviceLoader, synthetic_images
-from regkit.experiments import (
+from regkit.course.experiments import (
     Method,
     comparison_table,
     probe_batch,
@@ -18,9 +17,10 @@ from regkit.experiments import (
     runs_frame,
     select,
 )
+from regkit.course.references import REFERENCES
+from regkit.data import DeviceLoader, synthetic_images
 from regkit.models import build_model
 from regkit.optim import SGD, AdamW
-from regkit.references import REFERENCES
 from regkit.train import seed_everything, train
 
 DATA = synthetic_images(n_train=64, n_test=32, size=8, num_classes=4, seed=1)

@@ -1,11 +1,11 @@
-"""regkit.grokking: evaluation grid, steps_to, what each method does to the weights, validation, seeds."""
+"""regkit.course.grokking: evaluation grid, steps_to, what each method does to the weights, validation, seeds."""
 
 import math
 
 import pytest
 import torch
 
-from regkit.grokking import (
+from regkit.course.grokking import (
     METHODS,
     PROFILES,
     eval_steps,

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regkit.metrics import (
+from regkit.diagnostics.metrics import (
     cosine_similarity,
     effective_step_sizes,
     grad_norm,

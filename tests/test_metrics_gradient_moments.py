@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from regkit.metrics import minibatch_gradient_moments
+from regkit.diagnostics.metrics import minibatch_gradient_moments
 
 
 def mse(out, y):

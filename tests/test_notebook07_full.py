@@ -8,8 +8,8 @@ run that changes the published settings must never be recorded under a paper's r
 import pytest
 
 from regkit.course.recording import read_results
+from regkit.course.references import REFERENCES
 from regkit.course.runner import RUNS_DIR, load_manifest, run_course
-from regkit.references import REFERENCES
 
 TOY = {"dataset": "synthetic", "steps": 1, "width": 2, "train_size": 128, "seeds": [0], "threads": 1}
 

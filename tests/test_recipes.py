@@ -1,4 +1,4 @@
-"""regkit.recipes: the papers' method lists build the optimizers and gradient functions they describe."""
+"""regkit.course.recipes: the papers' method lists build the optimizers and gradient functions they describe."""
 
 import math
 
@@ -6,10 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from regkit.models import build_model
-from regkit.optim import NGD, SGD, AdamAdaDecay, AdamAWD, AdamCPR, AdamW, Graft, GraftingSchedule
-from regkit.penalties import accumulate_microbatches
-from regkit.recipes import (
+from regkit.course.recipes import (
     CPR_REFERENCES,
     NOVACK_RESNET18,
     cpr_methods,
@@ -19,7 +16,10 @@ from regkit.recipes import (
     microbatch_sweep_methods,
     novack_reference,
 )
-from regkit.references import REFERENCES
+from regkit.course.references import REFERENCES
+from regkit.models import build_model
+from regkit.optim import NGD, SGD, AdamAdaDecay, AdamAWD, AdamCPR, AdamW, Graft, GraftingSchedule
+from regkit.penalties import accumulate_microbatches
 
 
 def small_cnn(seed=0):

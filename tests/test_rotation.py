@@ -1,4 +1,4 @@
-"""regkit.rotation: angles and norms per neuron, the predicted equilibria against the random-walk model, the hook."""
+"""regkit.diagnostics.rotation: angles and norms per neuron, the predicted equilibria against the random-walk model, the hook."""
 
 import math
 
@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from regkit.diagnostics.rotation import (
+    RotationMonitor,
+    adamw_equilibrium,
+    angular_updates,
+    neuron_norms,
+    sgd_equilibrium,
+)
 from regkit.optim import SGD
-from regkit.rotation import RotationMonitor, adamw_equilibrium, angular_updates, neuron_norms, sgd_equilibrium
 from regkit.train import train
 from regkit.widgets.dynamics import dynamics_widget, random_walk
 

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from regkit.optim import SGD
-from regkit.scale_invariance import (
+from regkit.diagnostics.scale_invariance import (
     ROSENBROCK_START,
     cosine_objective,
     scale_invariant_rosenbrock,
     trajectory,
     unit_vector,
 )
+from regkit.optim import SGD
 
 
 @pytest.mark.parametrize("objective,w", [

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from regkit.diagnostics.metrics import grad_norm
 from regkit.history import History
-from regkit.metrics import grad_norm
 from regkit.train import (
     StopTraining,
     default_device,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from regkit.grokking import METHODS, PROFILES, load_histories, read_histories_info, save_histories
+from regkit.course.grokking import METHODS, PROFILES, load_histories, read_histories_info, save_histories
 from regkit.history import History
 from regkit.widgets.grokking import (
     PACKAGED_HISTORIES,

@@ -4,7 +4,7 @@ import sys
 
 import pandas as pd
 
-from regkit.experiments import best_decay_slope
+from regkit.course.experiments import best_decay_slope
 
 rows = [line.split() for line in open(sys.argv[1]) if line[0] != "#" and not line.startswith("{")]
 frame = pd.DataFrame(rows, columns=["opt", "seed", "lr", "wd", "lr_wd", "err"]).astype(

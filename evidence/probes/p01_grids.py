@@ -10,14 +10,14 @@ import time
 
 import torch
 
+from regkit.course.experiments import Method, run_methods
+from regkit.course.recipes import CPU_DECAY_GRID
 from regkit.data import load_images
 from regkit.data.image_dataset import downsample
 from regkit.data.label_noise import validation_split
-from regkit.experiments import Method, run_methods
 from regkit.models import build_model
 from regkit.optim import Adam, AdamW
 from regkit.param_groups import param_groups
-from regkit.recipes import CPU_DECAY_GRID
 from regkit.train import warmup_cosine
 
 torch.set_num_threads(1)

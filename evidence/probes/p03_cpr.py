@@ -9,14 +9,14 @@ import sys
 
 import torch
 
+from regkit.course.experiments import Method, run_methods
+from regkit.course.recipes import CPU_CPR, CPU_DECAY_GRID, cpr_methods, max_constraint_violation
 from regkit.data import load_images
 from regkit.data.image_dataset import downsample
 from regkit.data.label_noise import validation_split
-from regkit.experiments import Method, run_methods
 from regkit.models import build_model
 from regkit.optim import AdamCPR, AdamW, ConstraintRecorder
 from regkit.param_groups import param_groups
-from regkit.recipes import CPU_CPR, CPU_DECAY_GRID, cpr_methods, max_constraint_violation
 from regkit.train import warmup_cosine
 
 torch.set_num_threads(1)

@@ -11,11 +11,11 @@ import sys
 
 import torch
 
+from regkit.course.experiments import run_methods
+from regkit.course.recipes import implicit_sgd_methods
 from regkit.data import load_images
 from regkit.data.label_noise import validation_split
-from regkit.experiments import run_methods
 from regkit.models import build_model
-from regkit.recipes import implicit_sgd_methods
 from regkit.train import warmup_cosine
 
 torch.set_num_threads(1)

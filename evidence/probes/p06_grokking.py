@@ -11,8 +11,8 @@ import time
 import torch
 
 from regkit.course.catalog import load
-from regkit.grokking import profile_run_kwargs, run, steps_to
-from regkit.recipes import grokking_delay
+from regkit.course.grokking import profile_run_kwargs, run, steps_to
+from regkit.course.recipes import grokking_delay
 
 torch.set_num_threads(1)
 kw = profile_run_kwargs(load("06").row("cpu"))

@@ -11,12 +11,12 @@ import sys
 
 import torch
 
+from regkit.course.experiments import run_methods
+from regkit.course.recipes import CPU_SMALL_CNN, composition_methods
 from regkit.data import load_images
 from regkit.data.image_dataset import downsample
 from regkit.data.label_noise import validation_split, with_label_noise
-from regkit.experiments import run_methods
 from regkit.models import build_model
-from regkit.recipes import CPU_SMALL_CNN, composition_methods
 from regkit.train import warmup_cosine
 
 torch.set_num_threads(1)

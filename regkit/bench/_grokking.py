@@ -1,7 +1,7 @@
 """``python -m regkit.bench._grokking --out FILE``: the grokking part of the GPU check, timed.
 
 The runs of notebook 06's ``full`` profile (the CPR paper's transformer setting,
-``regkit.grokking.PROFILES["full"]``), seed 0, with ``stop_after_grokking`` on: each run ends at
+``regkit.course.grokking.PROFILES["full"]``), seed 0, with ``stop_after_grokking`` on: each run ends at
 its first evaluation with 99% train and validation accuracy. The same library calls as the
 notebook, without papermill (the GPU image has none). The regularized methods run first, Adam
 last (it may never generalize and run all its steps). After every run ``FILE`` (JSON) is
@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from regkit.grokking import (
+from regkit.course.grokking import (
     METHODS,
     PROFILES,
     REGULARIZED,
@@ -32,7 +32,7 @@ ORDER = [*REGULARIZED, "adam"]
 
 
 def summary(histories) -> list[dict]:
-    """One JSON-ready row per run (`regkit.grokking.results_table`) plus ``target``: whether 99%
+    """One JSON-ready row per run (`regkit.course.grokking.results_table`) plus ``target``: whether 99%
     validation accuracy came within ``TARGET_S`` seconds."""
     rows = json.loads(results_table(histories).reset_index().to_json(orient="records"))
     for row in rows:

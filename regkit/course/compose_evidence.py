@@ -1,10 +1,10 @@
 """Notebook 10's ``cpu``-profile experiment (evidence/DESIGN.md "10"): composed regularizers on the test set.
 
-`composition_evidence(design)` runs `regkit.recipes.composition_methods` through `regkit.experiments.run_methods`
+`composition_evidence(design)` runs `regkit.course.recipes.composition_methods` through `regkit.course.experiments.run_methods`
 on two designs, each the one where its claim's phenomenon shows at cpu scale (chosen on a validation split):
 
 * ``design["sgd"]``: SGD over a weight-decay sweep and SGD+CPR (``with_cpr(SGD)``) on notebook 01's data and
-  model (`regkit.recipes.CPU_SMALL_CNN`);
+  model (`regkit.course.recipes.CPU_SMALL_CNN`);
 * ``design["sam"]``: AdamCPR and SAM over AdamCPR on notebook 04's label-noise task (an MLP that memorizes wrong
   labels without a sharpness penalty).
 
@@ -19,12 +19,12 @@ from typing import Any
 
 import pandas as pd
 
+from regkit.course.experiments import Run, run_methods
+from regkit.course.recipes import composition_methods
 from regkit.data import load_images
 from regkit.data.image_dataset import downsample
 from regkit.data.label_noise import with_label_noise
-from regkit.experiments import Run, run_methods
 from regkit.models import build_model
-from regkit.recipes import composition_methods
 from regkit.train import warmup_cosine
 
 Values = dict[str, dict[int, float]]

@@ -1,9 +1,9 @@
 """The ``cpu``-profile experiments of notebooks 01-03 (evidence/DESIGN.md) on the test set: each runs its design
-through `regkit.experiments.run_methods` and returns ``(values, frame)``: the per-seed values that
+through `regkit.course.experiments.run_methods` and returns ``(values, frame)``: the per-seed values that
 `regkit.course.evidence.CLAIMS` names (``{name: {seed: value}}``, ready for `regkit.course.evidence.package`)
 and one row per run for the notebook's tables and plots.
 
-A design is the ``evidence`` entry of the notebook's ``cpu`` catalog row: `regkit.recipes.CPU_SMALL_CNN` (data,
+A design is the ``evidence`` entry of the notebook's ``cpu`` catalog row: `regkit.course.recipes.CPU_SMALL_CNN` (data,
 model, length) with the notebook's own settings and ``seeds``.
 """
 
@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from regkit.course.experiments import Method, Run, best_decay_slope, run_methods
+from regkit.course.grokking import steps_to
+from regkit.course.recipes import cpr_methods, max_constraint_violation, norm_methods, scale_invariant_norm
 from regkit.data import ImageDataset, load_images
 from regkit.data.image_dataset import downsample
-from regkit.experiments import Method, Run, best_decay_slope, run_methods
-from regkit.grokking import steps_to
 from regkit.models import build_model
 from regkit.optim import Adam, AdamCPR, AdamW, ConstraintRecorder
 from regkit.param_groups import param_groups
-from regkit.recipes import cpr_methods, max_constraint_violation, norm_methods, scale_invariant_norm
 from regkit.train import warmup_cosine
 
 Values = dict[str, dict[int, float]]

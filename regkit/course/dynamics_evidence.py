@@ -7,7 +7,7 @@ value}}``, ready for `regkit.course.evidence.package`) and a frame for the noteb
 - `timescale_evidence` (Wang & Aitchison, ICML 2025): a grid over the EMA timescale ``tau_epoch`` at several
   training-set sizes; per seed, how fast the best ``tau_epoch`` and the best ``wd`` move with the size.
 - `equilibrium_evidence` (Kosson et al., ICML 2024): the RMS row norm and angular update of the scale-invariant
-  hidden matrices at the end of a constant-lr run against `regkit.rotation.adamw_equilibrium`.
+  hidden matrices at the end of a constant-lr run against `regkit.diagnostics.rotation.adamw_equilibrium`.
 - `schedule_evidence` (Defazio et al., 2025): the gradient norm of those matrices under a cosine schedule, at
   the end against the middle of the run, without and with ``corrected=True``.
 
@@ -30,9 +30,9 @@ from torch import Tensor, nn
 from regkit.data import load_images
 from regkit.data.label_noise import validation_split
 from regkit.data.loader import DeviceLoader
+from regkit.diagnostics.rotation import RotationMonitor, adamw_equilibrium
 from regkit.history import History
 from regkit.optim import AdamW, weight_decay_for_timescale
-from regkit.rotation import RotationMonitor, adamw_equilibrium
 from regkit.train import train, warmup_cosine
 
 Values = dict[str, dict[int, float]]

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from regkit.course.recording import to_json_value, write_json_atomically
+from regkit.course.references import REFERENCES
 from regkit.course.runner import REPO_ROOT, environment
-from regkit.references import REFERENCES
-from regkit.stats import Interval, t_interval
+from regkit.course.stats import Interval, t_interval
 
 EVIDENCE_DIR = REPO_ROOT / "evidence"
 FORMAT = 1

@@ -79,7 +79,7 @@ def _entries() -> dict[str, dict[str, Any]]:
 def record(name: str, value: Any, **meta: Any) -> Any:
     """Record the result ``name = value`` (with optional ``meta``) for the course summary.
 
-    Use the key of a published number in ``regkit.references.REFERENCES`` when the experiment
+    Use the key of a published number in ``regkit.course.references.REFERENCES`` when the experiment
     corresponds to it (the summary then shows both), and say what was actually run in ``meta``::
 
         record("cpr.cifar100.resnet18.adamw.acc", 100 * acc, dataset=data.name, steps=cfg.steps)

@@ -1,7 +1,7 @@
 """The course summary: ``summary.md`` and ``summary.html`` of a run directory.
 
 Two tables: each notebook's status (duration, parameters, failure), and every recorded result
-next to the published number of the same key in ``regkit.references.REFERENCES`` with the
+next to the published number of the same key in ``regkit.course.references.REFERENCES`` with the
 difference, our setting (profile and the ``meta`` the notebook recorded, e.g. the dataset actually
 used) and the paper's. Quick-profile rows are labelled as sanity checks, never as reproductions.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from regkit.course.recording import read_results, write_atomically
-from regkit.references import REFERENCES
+from regkit.course.references import REFERENCES
 
 QUICK_NOTE = (
     "Numbers from a profile other than `full` come from small settings (few steps, small or substitute "

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
-from regkit.metrics import grad_norm, weight_norms
+from regkit.diagnostics.metrics import grad_norm, weight_norms
 
 Hook = Callable[[int, nn.Module, torch.optim.Optimizer], Mapping[str, float]]
 
@@ -70,7 +70,7 @@ def grad_norm_hook(model: nn.Module, names: Iterable[str] | Callable | None = No
 
 
 def effective_step_hook(model: nn.Module, names: Iterable[str] | Callable | None = None) -> Hook:
-    """Hook logging ``eff_step/<name> = lr / ||w||^2`` (see :func:`regkit.metrics.effective_step_sizes`).
+    """Hook logging ``eff_step/<name> = lr / ||w||^2`` (see :func:`regkit.diagnostics.metrics.effective_step_sizes`).
 
     Meant for scale-invariant tensors (weights followed by a normalisation layer); ``names``
     defaults to every parameter with ``ndim >= 2``. The lr is read from the optimizer group

@@ -5,7 +5,7 @@
 gradient of ``<w_i / ||w_i||, xi_i>`` for fresh Gaussian noise ``xi_i``, orthogonal to ``w_i`` and of
 size ``~sqrt(C) / ||w_i||``. It records the RMS row norm, the RMS per-step angle and the gradient norm
 under a constant or cosine lr schedule, the cosine optionally with schedule-corrected decay
-(``corrected=True``). `dynamics_widget` draws them against `regkit.rotation`'s predicted equilibrium
+(``corrected=True``). `dynamics_widget` draws them against `regkit.diagnostics.rotation`'s predicted equilibrium
 with sliders for lr, weight decay and beta1 and a schedule toggle.
 """
 
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from regkit._validate import check_int
+from regkit.diagnostics.rotation import adamw_equilibrium, angular_updates, neuron_norms, sgd_equilibrium
 from regkit.optim import SGDW, AdamW
-from regkit.rotation import adamw_equilibrium, angular_updates, neuron_norms, sgd_equilibrium
 from regkit.widgets import figure_png, in_range, redraw_on_change
 from regkit.widgets.presentation import DESIGN_WIDTH_IN, demo_box, picture, picture_style
 
@@ -57,7 +57,7 @@ def random_walk(optimizer: str = "adamw", lr: float = 0.01, weight_decay: float 
     momentum ``beta1``). Rows start at unit norm. Returns arrays over steps 1..steps: ``step``,
     ``lr``, ``norm`` (RMS row norm after the step), ``angle`` (RMS per-step angle, radians),
     ``grad_norm`` (the gradient's norm over all rows), and the instantaneous predictions
-    ``norm_eq`` and ``angle_eq`` (`regkit.rotation` with the step's lr and effective decay).
+    ``norm_eq`` and ``angle_eq`` (`regkit.diagnostics.rotation` with the step's lr and effective decay).
     Cached: moving a slider back is instant.
     """
     _check(optimizer, lr, weight_decay, beta1, schedule, steps, neurons, fan_in)

@@ -1,6 +1,6 @@
 """Classroom demo: explore recorded grokking runs (accuracy, loss, weight norm, CPR state) without training.
 
-`load_runs` finds the histories (`regkit.grokking.save_histories` files): a given dict or path,
+`load_runs` finds the histories (`regkit.course.grokking.save_histories` files): a given dict or path,
 else the latest quick-profile file the course runner recorded under ``runs/``, else the small
 packaged file ``regkit/widgets/data/grokking_quick.json`` (written by `write_packaged_histories`
 from a real quick-profile run). `grokking_curves` picks the curves of the selected runs and
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regkit.grokking import (
+from regkit.course.grokking import (
     METHODS,
     PROFILES,
     load_histories,
@@ -179,7 +179,7 @@ def grokking_widget(histories=None, runs: Sequence[str] | None = None, metric: s
 
 def _thin(history: History, points: int = 20, every: int = 100, digits: int = 3) -> History:
     """The rows at about ``points`` log-spaced steps, at every ``every``-th step, the last row and the first row at 99% validation
-    accuracy (so `regkit.grokking.steps_to` still reads the same step), numbers rounded to ``digits``
+    accuracy (so `regkit.course.grokking.steps_to` still reads the same step), numbers rounded to ``digits``
     significant digits: a few KB per run for the packaged file."""
     steps = [row["step"] for row in history.rows]
     wanted = {s for s in steps if s % every == 0} | {steps[-1], steps_to(history, "val_acc", 0.99), steps_to(history, "train_acc", 0.99)}
@@ -190,7 +190,7 @@ def _thin(history: History, points: int = 20, every: int = 100, digits: int = 3)
 
 
 def write_packaged_histories(path: str | os.PathLike = PACKAGED_HISTORIES, seeds: int = 1) -> Path:
-    """Run all six `regkit.grokking.METHODS` in the quick setting (`regkit.grokking.PROFILES`; about 2.5
+    """Run all six `regkit.course.grokking.METHODS` in the quick setting (`regkit.course.grokking.PROFILES`; about 2.5
     minutes of one busy CPU core) and save the histories, thinned and rounded (about 20 KB), as the
     widget's fallback data.
 

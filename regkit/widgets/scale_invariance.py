@@ -13,8 +13,8 @@ from functools import lru_cache
 import numpy as np
 
 from regkit._validate import check_int
+from regkit.diagnostics.scale_invariance import cosine_objective, trajectory, unit_vector
 from regkit.optim import SGD, SGDP
-from regkit.scale_invariance import cosine_objective, trajectory, unit_vector
 from regkit.widgets import figure_png, redraw_on_change
 from regkit.widgets.presentation import DESIGN_WIDTH_IN, demo_box, picture, picture_style
 

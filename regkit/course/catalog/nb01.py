@@ -2,7 +2,7 @@
 
 from regkit.course.catalog import Knob
 from regkit.course.catalog import _common as c
-from regkit.recipes import CPU_DECAY_GRID
+from regkit.course.recipes import CPU_DECAY_GRID
 
 STEM = "01_weight_decay_l2_vs_decoupled"
 OPTIMIZERS = ("SGD + L2", "SGDW", "Adam + L2", "AdamW")

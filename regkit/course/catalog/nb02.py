@@ -2,7 +2,7 @@
 
 from regkit.course.catalog import Knob
 from regkit.course.catalog import _common as c
-from regkit.recipes import CPU_NORMS, CPU_SMALL_CNN
+from regkit.course.recipes import CPU_NORMS, CPU_SMALL_CNN
 
 STEM = "02_scale_invariance_adamp_sgdp"
 KNOBS = (

@@ -2,9 +2,9 @@
 
 from regkit.course.catalog import Knob
 from regkit.course.catalog import _common as c
+from regkit.course.recipes import CPU_CPR, CPU_SMALL_CNN
 from regkit.optim.cpr import KAPPA_INIT_METHODS
 from regkit.optim.measures import MEASURES
-from regkit.recipes import CPU_CPR, CPU_SMALL_CNN
 
 STEM = "03_constrained_parameter_regularization"
 KNOBS = (

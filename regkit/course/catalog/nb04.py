@@ -2,7 +2,7 @@
 
 from regkit.course.catalog import Knob
 from regkit.course.catalog import _common as c
-from regkit.recipes import CPU_GR, CPU_SAM_NOISE
+from regkit.course.recipes import CPU_GR, CPU_SAM_NOISE
 
 STEM = "04_gradient_norm_penalty_hessian_free"
 KNOBS = (

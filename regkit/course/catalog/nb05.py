@@ -2,8 +2,8 @@
 
 from regkit.course.catalog import Knob
 from regkit.course.catalog import _common as c
+from regkit.course.recipes import CPU_BATCH
 from regkit.penalties.microbatch import PENALTIES
-from regkit.recipes import CPU_BATCH
 
 STEM = "05_implicit_regularization_sgd"
 KNOBS = (

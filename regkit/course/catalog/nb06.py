@@ -1,13 +1,13 @@
-"""Notebook 06 (grokking): modular addition, six regularizers (rows of `regkit.grokking.PROFILES`)."""
+"""Notebook 06 (grokking): modular addition, six regularizers (rows of `regkit.course.grokking.PROFILES`)."""
 
 from regkit.course.catalog import Knob
 from regkit.course.catalog import _common as c
-from regkit.grokking import METHODS
-from regkit.grokking import PROFILES as RUNS
+from regkit.course.grokking import METHODS
+from regkit.course.grokking import PROFILES as RUNS
 
 STEM = "06_grokking"
 KNOBS = (
-    Knob("methods", list, "names from regkit.grokking.METHODS", choices=tuple(METHODS)),
+    Knob("methods", list, "names from regkit.course.grokking.METHODS", choices=tuple(METHODS)),
     Knob("seeds", list, "seeds of every method (split, initialization and batches)", minimum=0),
     c.steps("step budget of every run"),
     Knob("stop_after_grokking", bool, "end a run once train and validation accuracy reach 99%"),

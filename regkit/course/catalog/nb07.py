@@ -1,4 +1,4 @@
-"""Notebook 07 (CIFAR experiments): four sections, each with its own recipe (`regkit.recipes`).
+"""Notebook 07 (CIFAR experiments): four sections, each with its own recipe (`regkit.course.recipes`).
 
 ``SECTIONS[section][row]`` holds every setting of a section; the notebook-wide parameters
 (``seeds``, ``steps``, ``train_size``, ``width``, ``dataset``: None = the section's) and the
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from regkit import recipes
+from regkit.course import recipes
 from regkit.course.catalog import Knob
 from regkit.course.catalog import _common as c
 from regkit.course.profiles import PROFILE_ROWS, Settings, settings

@@ -2,7 +2,7 @@
 
 from regkit.course.catalog import Knob
 from regkit.course.catalog import _common as c
-from regkit.recipes import CPU_COMPOSE
+from regkit.course.recipes import CPU_COMPOSE
 
 STEM = "10_composing_regularizers"
 KNOBS = (

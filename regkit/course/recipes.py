@@ -1,8 +1,8 @@
 """The course papers' training recipes: their published settings as data, their compared methods as
-``regkit.experiments.Method`` factories.
+``regkit.course.experiments.Method`` factories.
 
 A notebook's full profile runs these settings (its quick profile shrinks them); the published
-results are in ``regkit.references`` under the keys that ``*_REFERENCES`` map each method to.
+results are in ``regkit.course.references`` under the keys that ``*_REFERENCES`` map each method to.
 Sources: the project's METHODS.md and the papers' public code, named at each recipe.
 """
 
@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim import Optimizer
 
-from regkit.experiments import Method
-from regkit.grokking import steps_to
+from regkit.course.experiments import Method
+from regkit.course.grokking import steps_to
+from regkit.course.references import REFERENCES
 from regkit.history import History
 from regkit.optim import (
     NGD,
@@ -37,7 +38,6 @@ from regkit.optim import (
 )
 from regkit.param_groups import param_groups
 from regkit.penalties import GNP, SAM, MicroBatchStats, microbatch_grad_fn
-from regkit.references import REFERENCES
 
 # --- Franke et al., Constrained Parameter Regularization (NeurIPS 2024): CIFAR-100 ResNet-18 ---------------
 
@@ -338,7 +338,7 @@ CPU_NORMS: dict[str, Any] = {"sgd_lr": 0.1, "adam_lr": 3e-3, "weight_decay": 0.0
                              "target_acc": 82.0}
 """Notebook 02's cpu-profile design (evidence/DESIGN.md), on notebook 01's data and model (``CPU_SMALL_CNN``):
 SGD (Nesterov momentum 0.9) / SGDP and Adam / AdamP without weight decay, evaluated every ``eval_every`` steps;
-speed = the first evaluated step with ``target_acc`` (%) accuracy (``regkit.grokking.steps_to``)."""
+speed = the first evaluated step with ``target_acc`` (%) accuracy (``regkit.course.grokking.steps_to``)."""
 
 
 def norm_methods(*, sgd_lr: float, adam_lr: float, weight_decay: float = 0.0) -> list[Method]:

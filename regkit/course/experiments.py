@@ -30,10 +30,10 @@ from torch.optim import Optimizer
 
 from regkit._validate import check_int
 from regkit.course import record
+from regkit.course.references import REFERENCES
 from regkit.data import DeviceLoader, ImageDataset
 from regkit.device import resolve_device
 from regkit.history import History
-from regkit.references import REFERENCES
 from regkit.train import GradFn, Hook, seed_everything, train
 
 METRICS = ("final", "best")
@@ -204,7 +204,7 @@ def comparison_table(runs: Sequence[Run], *, metric: str = "final",
                      references: Mapping[str, str | None] | None = None) -> pd.DataFrame:
     """Per method (rows in the order of first appearance): our mean and standard deviation over seeds of
     the test accuracy (``metric``: ``"final"`` or ``"best"`` evaluation), the published number of its
-    reference key (``references[method.key]``, a key of ``regkit.references.REFERENCES``; NaN when
+    reference key (``references[method.key]``, a key of ``regkit.course.references.REFERENCES``; NaN when
     there is none), ``ours - published``, and the compute: optimizer steps x batch size, mean wall
     time per seed, device. The standard deviation is the sample one (ddof 1): NaN for one seed.
     """
@@ -215,7 +215,7 @@ def comparison_table(runs: Sequence[Run], *, metric: str = "final",
     references = dict(references or {})
     unknown = [ref for ref in references.values() if ref is not None and ref not in REFERENCES]
     if unknown:
-        raise ValueError(f"unknown reference keys {unknown}; see regkit.references.REFERENCES")
+        raise ValueError(f"unknown reference keys {unknown}; see regkit.course.references.REFERENCES")
     frame = runs_frame(runs)
     column = f"{metric} acc (%)"
     rows = []

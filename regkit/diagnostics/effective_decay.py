@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from regkit.metrics import NamedTensors, named_tensors
+from regkit.diagnostics.metrics import NamedTensors, named_tensors
 from regkit.optim._functional import adam_bias_corrections, adam_denominator
 from regkit.optim.adam import Adam
 
@@ -29,7 +29,7 @@ def adam_decay_rates(optimizer: Adam, params: NamedTensors) -> dict[str, Tensor]
     """``{name: rate}`` with each parameter's per-coordinate decay rate at the optimizer's current state.
 
     ``optimizer``: a regkit ``Adam`` or ``AdamW`` that has taken at least one step on every
-    parameter asked for; ``params``: a module or named tensors (see ``regkit.metrics``), each in
+    parameter asked for; ``params``: a module or named tensors (see ``regkit.diagnostics.metrics``), each in
     one of its param groups. Rates have the parameter's shape: ``lr * wd / (sqrt(v_hat) + eps)``
     for coupled groups, ``lr * wd`` for decoupled ones (zero where ``wd = 0``).
     """

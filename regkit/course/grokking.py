@@ -51,7 +51,7 @@ METHODS = {
     "cpr_std": "AdamCPR (dependent 0.8, std)",
 }
 REGULARIZED = tuple(m for m in METHODS if m != "adam")
-HISTORIES_FORMAT = "regkit.grokking.histories/1"
+HISTORIES_FORMAT = "regkit.grokking.histories/1"  # a file format's name: kept when the module moved
 
 # The notebook's profiles (arguments of `run`, plus methods / seeds / stop_after_grokking).
 # quick: a bias-free one-hot MLP at p = 59 on one CPU core, weights initialized 4x larger than
