@@ -7,6 +7,7 @@ the data rather than on it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -173,6 +174,17 @@ def mean_lines(data: pd.DataFrame, x: str, y: str, *, std: str | None = None, hu
     return fig, ax
 
 
+def wrap_name(name: str, width: int) -> str:
+    """``name`` on lines of at most ``width`` characters, broken at underscores or spaces (a tick label that fits)."""
+    lines: list[str] = []
+    for part in re.split(r"(?<=[_ ])", name):
+        if lines and len(lines[-1]) + len(part) <= width:
+            lines[-1] += part
+        else:
+            lines.append(part)
+    return "\n".join(line.rstrip() for line in lines)
+
+
 def plot_intervals(values: Mapping[str, Sequence[float]], *, title: str = "", ylabel: str = "",
                    ax: Axes | None = None) -> tuple[Figure, Axes]:
     """One column per method: every seed's value (dots), the mean and its 95% Student-t interval (bar).
@@ -185,7 +197,7 @@ def plot_intervals(values: Mapping[str, Sequence[float]], *, title: str = "", yl
     if not values or not all(len(v) for v in values.values()):
         raise ValueError("plot_intervals needs at least one method, each with at least one value")
     if ax is None:
-        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(values), 3.2), layout="constrained")
+        fig, ax = plt.subplots(figsize=(max(3.6, 1.6 + 1.4 * len(values)), 3.4), layout="constrained")
     colors = sns.color_palette(PALETTE, len(values))
     for i, seeds in enumerate(values.values()):
         interval = t_interval(seeds)
@@ -193,6 +205,6 @@ def plot_intervals(values: Mapping[str, Sequence[float]], *, title: str = "", yl
                    color=colors[i])
         yerr = None if np.isnan(interval.half_width) else interval.half_width
         ax.errorbar(i, interval.mean, yerr=yerr, fmt="o", color=colors[i], capsize=6, markersize=7)
-    ax.set_xticks(range(len(values)), list(values))
+    ax.set_xticks(range(len(values)), [wrap_name(name, 14) for name in values])
     ax.set(title=title, ylabel=ylabel, xlim=(-0.6, len(values) - 0.4))
     return ax.figure, ax

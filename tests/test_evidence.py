@@ -1,5 +1,6 @@
 """regkit.course.evidence: t-intervals, verdicts, packaged results, staleness and the claim table."""
 
+import itertools
 import json
 import math
 
@@ -218,3 +219,35 @@ def test_packaged_results_match_the_cpu_row_and_have_3_seeds_per_claim(notebook)
         for name in filter(None, (claim.treatment, claim.baseline)):
             assert len(data["values"][name]) >= 3, (notebook, name)
         assert decide(claim, data).verdict in (SHOWN, NOT_SHOWN, OPPOSITE)
+
+
+@pytest.mark.parametrize("notebook", sorted({claim.notebook for claim in evidence.CLAIMS}))
+def test_claim_figures_keep_every_text_inside_the_figure_and_apart(notebook):
+    """The packaged results' figures as the notebooks show them: title, axis label and tick labels lie inside
+    the figure, and no two tick labels overlap."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    matplotlib.use("Agg")
+    figures = evidence.plot_claims(notebook)
+    assert figures, f"notebook {notebook} has claims but no packaged figure"
+    for fig in figures:
+        fig.canvas.draw()
+        renderer, box = fig.canvas.get_renderer(), fig.bbox
+        ax = fig.axes[0]
+        ticks = [t.get_window_extent(renderer) for t in ax.get_xticklabels()]
+        texts = [ax.title.get_window_extent(renderer), ax.yaxis.label.get_window_extent(renderer), *ticks]
+        for extent in texts:
+            assert box.x0 - 1 <= extent.x0 and extent.x1 <= box.x1 + 1 and box.y0 - 1 <= extent.y0 and \
+                extent.y1 <= box.y1 + 1, (ax.get_title(), extent, box)
+        for left, right in itertools.pairwise(ticks):
+            assert left.x1 < right.x0, [t.get_text() for t in ax.get_xticklabels()]
+        plt.close(fig)
+
+
+def test_wrap_name_breaks_at_underscores_within_the_width():
+    from regkit.plots import wrap_name
+
+    assert wrap_name("sam_adamcpr_acc", 14) == "sam_adamcpr_\nacc"
+    assert wrap_name("sgd_acc", 14) == "sgd_acc"
+    assert all(len(line) <= 14 for line in wrap_name("tau_abs_slope_err_long_name", 14).split("\n"))

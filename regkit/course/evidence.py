@@ -24,6 +24,7 @@ import math
 import os
 import platform
 import sys
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -368,7 +369,8 @@ def plot_claims(notebook: str, directory: str | os.PathLike | None = None, claim
             continue
         names = [claim.treatment] if claim.baseline is None else [claim.treatment, claim.baseline]
         fig, ax = plot_intervals({name: list(_seed_values(data, name).values()) for name in names},
-                                 title=f"{claim.text}\n({verdict.verdict})", ylabel=claim.metric)
+                                 title=f"{textwrap.fill(claim.text, 40)}\n({verdict.verdict})",
+                                 ylabel=textwrap.fill(claim.metric, 30))
         if claim.bound is not None:
             ax.axhline(claim.bound, color="black", ls=":", lw=1)
         ax.title.set_fontsize(9)
