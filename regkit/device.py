@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import torch
 
 
@@ -40,3 +43,16 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def processor_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's model name: Linux's ``/proc/cpuinfo`` "model name" (``platform.processor()`` is empty on
+    Linux), else ``platform.processor()``, else the architecture (``platform.machine()``)."""
+    try:
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -34,6 +34,7 @@ import torch
 
 from regkit.bench._budget import run_with_budget
 from regkit.bench._gpu_report import summary_table, write_reports
+from regkit.device import processor_name
 
 ROOT = Path(__file__).resolve().parents[2]
 TOTAL_BUDGET_S = 470.0  # under 8 minutes with the start of Python and the reports
@@ -122,7 +123,7 @@ def environment(dry_run: bool) -> dict:
     except (OSError, subprocess.SubprocessError):
         commit = None
     cuda = torch.cuda.is_available() and not dry_run
-    return {"device": torch.cuda.get_device_name() if cuda else f"cpu ({platform.processor() or platform.machine()})",
+    return {"device": torch.cuda.get_device_name() if cuda else f"cpu ({processor_name()})",
             "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None,
             "python": platform.python_version(), "commit": commit, "cpus": os.cpu_count(),
             "packages": {name: importlib.util.find_spec(name) is not None for name in REFERENCES},

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import sys
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +34,7 @@ from regkit.course.recording import to_json_value, write_json_atomically
 from regkit.course.references import REFERENCES
 from regkit.course.runner import REPO_ROOT, environment
 from regkit.course.stats import Interval, t_interval
+from regkit.device import processor_name
 
 EVIDENCE_DIR = REPO_ROOT / "evidence"
 FORMAT = 1
@@ -223,7 +223,7 @@ def package(notebook: str, results: Mapping[str, Mapping[int, float] | Sequence[
         "format": FORMAT, "notebook": notebook, "profile": "cpu",
         "values": {name: _per_seed(name, values) for name, values in results.items()},
         "settings": to_json_value(dict(settings), "settings"),
-        **environment(), "threads": threads or torch.get_num_threads(), "processor": platform.processor(),
+        **environment(), "threads": threads or torch.get_num_threads(), "processor": processor_name(),
         "wall_time_s": round(float(wall_time_s), 1), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     path = Path(directory or EVIDENCE_DIR) / f"{notebook}.json"
