@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -27,6 +28,88 @@ from regkit.optim.cpr import (
 CPR_OPTIONS = ("regularize", "kappa_init_method", "kappa_init_param", "reg_function", "kappa_update", "reg_step_size",
                "reg_ema_decay", "reg_by_lr", "adaptive_bounds", "reg_order")  # the param-group keys with_cpr adds
 COUNTER = "constraint_step"  # state key: how many steps of the wrapped optimizer the tensor has taken
+
+
+class ConstraintStep(Float32State):
+    """What `with_cpr` adds to a base optimizer class: CPR's options, checks, state and constraint step."""
+
+    float32_state = CONSTRAINT_STATE
+    base_step: Callable[[Optimizer], None]  # the wrapped class's own step and name, set by `with_cpr`
+    base_name: str
+
+    def __init__(self, params, *args, kappa_init_method: str = "inflection_point",
+                 kappa_init_param: float = 1000.0, reg_function: str = "l2", kappa_update: float = 1.0,
+                 reg_step_size: int = 200, reg_ema_decay: float = 0.99, reg_by_lr: bool = False,
+                 adaptive_bounds: bool = False, reg_order: str = "post_step", reg_embedding: bool = False,
+                 verbose: bool = True, **kwargs):
+        options = dict(
+            regularize=None, kappa_init_method=kappa_init_method, kappa_init_param=kappa_init_param,
+            reg_function=reg_function, kappa_update=kappa_update, reg_step_size=reg_step_size,
+            reg_ema_decay=reg_ema_decay, reg_by_lr=reg_by_lr, adaptive_bounds=adaptive_bounds, reg_order=reg_order,
+        )  # fmt: skip
+        check_constraint({**options, "regularize": False})  # before params are looked at
+        check_flag("reg_embedding", reg_embedding)
+        check_flag("verbose", verbose)
+        groups = constraint_groups(params, reg_embedding, verbose, type(self).__name__)
+        super().__init__(with_options(groups, options), *args, **kwargs)
+        self.defaults.update(options)
+        if not any(g["regularize"] for g in self.param_groups if g["params"]):
+            warnings.warn(f"{type(self).__name__} regularizes no tensor: it is plain {self.base_name}", stacklevel=2)
+
+    def add_param_group(self, param_group: dict) -> None:
+        """The base's checks, then CPR's: ``regularize`` and the options, no empty or sharded regularized tensor."""
+        super().add_param_group({**{k: self.defaults[k] for k in CPR_OPTIONS if k in self.defaults}, **param_group})
+        index, added = len(self.param_groups) - 1, self.param_groups[-1]
+        try:
+            check_constraint(added)
+            check_constrained_tensors(type(self).__name__, added, index)
+            if added["regularize"]:  # R(w) of a shard is not R(w)
+                names = [f"param_groups[{index}]['params'][{i}]" for i in range(len(added["params"]))]
+                reject_sharded(added["params"], type(self).__name__, added.get("names", names))
+        except ValueError:
+            self.param_groups.pop()
+            raise
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """As Base (CPR scalars kept float32); the step counters stay CPU tensors (torch casts them like
+        buffers to the parameter's dtype and device: bfloat16 counts past 256 would round)."""
+        counts = {i: buffers[COUNTER] for i, buffers in state_dict["state"].items() if COUNTER in buffers}
+        super().load_state_dict(state_dict)
+        saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
+        for i, p in zip(saved_ids, [p for group in self.param_groups for p in group["params"]], strict=True):
+            if i in counts:
+                self.state[p][COUNTER] = step_counter().fill_(float(counts[i]))
+
+    def step(self, closure=None):
+        """The closure (if any), then Base's step with the constraint step after it (or before: ``pre_step``)."""
+        loss = run_closure(closure)
+        work = [(g, ps) for g, ps in stepped(self.param_groups) if g["regularize"]]
+        with torch.no_grad():
+            pending = [self._constraint_states(group, params) for group, params in work]
+            for (group, params), (states, ages) in zip(work, pending, strict=True):
+                if group["reg_order"] == "pre_step":
+                    self._constrain(group, params, states, [age - 1 for age in ages])
+        type(self).base_step(self)
+        with torch.no_grad():
+            for (group, params), (states, ages) in zip(work, pending, strict=True):
+                for p, buffers in zip(params, states, strict=True):
+                    self.state[p].update(buffers)  # after Base's step: Base creates its state in an empty one
+                if group["reg_order"] == "post_step":
+                    self._constrain(group, params, states, ages)
+        return loss
+
+    def _constraint_states(self, group: dict, params: list[Tensor]) -> tuple[list[dict], list[float]]:
+        """Each tensor's CPR buffers (fresh ones before its first step) and its step count after this step."""
+        states = []
+        for p in params:
+            buffers = self.state[p] if COUNTER in self.state[p] else {COUNTER: step_counter()}
+            states.append(constraint_state_(buffers, group, p))
+        return states, increment_steps([buffers[COUNTER] for buffers in states])
+
+    @staticmethod
+    def _constrain(group: dict, params: list[Tensor], states: list[dict], ages: list[float]) -> None:
+        constrain_(params, **constraint_lists(states, group), ages=ages,
+                   **{k: group[k] for k in CONSTRAINT_OPTIONS}, foreach=resolve_foreach(group, params))
 
 
 def with_cpr(base: type[Optimizer]) -> type[Optimizer]:
@@ -61,86 +144,8 @@ def with_cpr(base: type[Optimizer]) -> type[Optimizer]:
     Constrained Parameter Regularization", NeurIPS 2024 (arXiv:2311.09058).
     """
     check_base(base, "with_cpr")
-    step_of_base = base_step(base)
-
-    class Constrained(Float32State, base):
-        float32_state = CONSTRAINT_STATE
-
-        def __init__(self, params, *args, kappa_init_method: str = "inflection_point",
-                     kappa_init_param: float = 1000.0, reg_function: str = "l2", kappa_update: float = 1.0,
-                     reg_step_size: int = 200, reg_ema_decay: float = 0.99, reg_by_lr: bool = False,
-                     adaptive_bounds: bool = False, reg_order: str = "post_step", reg_embedding: bool = False,
-                     verbose: bool = True, **kwargs):
-            options = dict(
-                regularize=None, kappa_init_method=kappa_init_method, kappa_init_param=kappa_init_param,
-                reg_function=reg_function, kappa_update=kappa_update, reg_step_size=reg_step_size,
-                reg_ema_decay=reg_ema_decay, reg_by_lr=reg_by_lr, adaptive_bounds=adaptive_bounds, reg_order=reg_order,
-            )  # fmt: skip
-            check_constraint({**options, "regularize": False})  # before params are looked at
-            check_flag("reg_embedding", reg_embedding)
-            check_flag("verbose", verbose)
-            groups = constraint_groups(params, reg_embedding, verbose, type(self).__name__)
-            super().__init__(with_options(groups, options), *args, **kwargs)
-            self.defaults.update(options)
-            if not any(g["regularize"] for g in self.param_groups if g["params"]):
-                warnings.warn(f"{type(self).__name__} regularizes no tensor: it is plain {base.__name__}", stacklevel=2)
-
-        def add_param_group(self, param_group: dict) -> None:
-            """The base's checks, then CPR's: ``regularize`` and the options, no empty or sharded regularized tensor."""
-            super().add_param_group({**{k: self.defaults[k] for k in CPR_OPTIONS if k in self.defaults}, **param_group})
-            index, added = len(self.param_groups) - 1, self.param_groups[-1]
-            try:
-                check_constraint(added)
-                check_constrained_tensors(type(self).__name__, added, index)
-                if added["regularize"]:  # R(w) of a shard is not R(w)
-                    names = [f"param_groups[{index}]['params'][{i}]" for i in range(len(added["params"]))]
-                    reject_sharded(added["params"], type(self).__name__, added.get("names", names))
-            except ValueError:
-                self.param_groups.pop()
-                raise
-
-        def load_state_dict(self, state_dict: dict) -> None:
-            """As Base (CPR scalars kept float32); the step counters stay CPU tensors (torch casts them like
-            buffers to the parameter's dtype and device: bfloat16 counts past 256 would round)."""
-            counts = {i: buffers[COUNTER] for i, buffers in state_dict["state"].items() if COUNTER in buffers}
-            super().load_state_dict(state_dict)
-            saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
-            for i, p in zip(saved_ids, [p for group in self.param_groups for p in group["params"]], strict=True):
-                if i in counts:
-                    self.state[p][COUNTER] = step_counter().fill_(float(counts[i]))
-
-        def step(self, closure=None):
-            """The closure (if any), then Base's step with the constraint step after it (or before: ``pre_step``)."""
-            loss = run_closure(closure)
-            work = [(g, ps) for g, ps in stepped(self.param_groups) if g["regularize"]]
-            with torch.no_grad():
-                pending = [self._constraint_states(group, params) for group, params in work]
-                for (group, params), (states, ages) in zip(work, pending, strict=True):
-                    if group["reg_order"] == "pre_step":
-                        self._constrain(group, params, states, [age - 1 for age in ages])
-            step_of_base(self)
-            with torch.no_grad():
-                for (group, params), (states, ages) in zip(work, pending, strict=True):
-                    for p, buffers in zip(params, states, strict=True):
-                        self.state[p].update(buffers)  # after Base's step: Base creates its state in an empty one
-                    if group["reg_order"] == "post_step":
-                        self._constrain(group, params, states, ages)
-            return loss
-
-        def _constraint_states(self, group: dict, params: list[Tensor]) -> tuple[list[dict], list[float]]:
-            """Each tensor's CPR buffers (fresh ones before its first step) and its step count after this step."""
-            states = []
-            for p in params:
-                buffers = self.state[p] if COUNTER in self.state[p] else {COUNTER: step_counter()}
-                states.append(constraint_state_(buffers, group, p))
-            return states, increment_steps([buffers[COUNTER] for buffers in states])
-
-        @staticmethod
-        def _constrain(group: dict, params: list[Tensor], states: list[dict], ages: list[float]) -> None:
-            constrain_(params, **constraint_lists(states, group), ages=ages,
-                       **{k: group[k] for k in CONSTRAINT_OPTIONS}, foreach=resolve_foreach(group, params))
-
-    Constrained.__name__ = Constrained.__qualname__ = f"{base.__name__}CPR"
-    Constrained.__doc__ = f"``{base.__name__}`` with CPR's constraint step: ``regkit.optim.with_cpr({base.__name__})``.\n\n" + (
-        with_cpr.__doc__ or "")
-    return Constrained
+    name = f"{base.__name__}CPR"
+    doc = f"``{base.__name__}`` with CPR's constraint step: ``regkit.optim.with_cpr({base.__name__})``.\n\n"
+    return type(name, (ConstraintStep, base), {"base_step": staticmethod(base_step(base)), "base_name": base.__name__,
+                                              "__qualname__": name, "__doc__": doc + (with_cpr.__doc__ or ""),
+                                              "__module__": __name__})
