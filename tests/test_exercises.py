@@ -114,3 +114,16 @@ def test_build_writes_teacher_copies_with_solutions_and_discussions(tmp_path):
 def test_build_refuses_to_write_into_the_notebooks_folder(capsys):
     assert main(["build", "--solutions", str(NOTEBOOKS_DIR)]) == 2
     assert "is the notebooks folder: teacher copies must go elsewhere" in capsys.readouterr().err
+
+
+def test_discussion_08_2_states_the_demo_norm_ratios_it_measures():
+    import numpy as np
+
+    from regkit.course.solutions import nb08
+    from regkit.widgets.scale_invariance import norm_growth
+
+    text = nb08.DISCUSSIONS["08.2"]
+    for momentum, shown in ((0.5, "1.32x"), (0.9, "5.35x"), (0.99, "32.9x")):
+        curves = norm_growth(momentum=momentum)
+        ratio = float(np.asarray(curves["norm"])[-1] / np.asarray(curves["gd_norm"])[-1])
+        assert f"{ratio:.3g}x" == shown and shown in text

@@ -8,8 +8,9 @@ DISCUSSIONS = {
             "early (the first layers) hit their inflection point first. The multipliers are on a different "
             "scale from the $\\ell_2$ runs since the measure's gradient is normalized by the number of entries.",
     "03.4": "$\\kappa$ moves only at steps where the multiplier falls back to 0, i.e. where the constraint is "
-            "released; it moves down (to the smaller $R$ at that step), so the final norms are at most those "
-            "of plain CPR.",
+            "released. The multiplier reaches 0 only when $R(w) < \\kappa$ (its update adds $\\mu(R - \\kappa)$), "
+            "so $\\kappa \\leftarrow R(w)$ can only lower the bound: AdaCPR's bounds never exceed plain CPR's. "
+            "Whether the final norms end lower depends on the run (not measured here).",
     "03.5": "A gap is meaningful only when it exceeds about twice the seed standard deviation; on CIFAR-100 "
             "the published CPR gains of 1-2 points usually are, the differences between bound strategies not.",
 }

@@ -1,9 +1,11 @@
 """Notebook 08 (classroom demos): reference solutions."""
 
 DISCUSSIONS = {
-    "08.2": "The final norm of heavy ball over plain GD's grows with the momentum, roughly like the square root "
-            "of $(1+\\beta)/(1-\\beta)$ once the growth dominates ($\\lVert w\\rVert^2$ grows by that factor "
-            "faster): about 1.7x at 0.5, 4x at 0.9, and far more at 0.99 (bounded by the steps shown).",
+    "08.2": "In the demo's default setting (lr 0.1, 100 steps, start at 135 degrees) the final norm over plain "
+            "GD's is 1.32x at momentum 0.5, 5.35x at 0.9 and 32.9x at 0.99 (`norm_growth(momentum=...)` of "
+            "`regkit.widgets.scale_invariance`). It grows with $(1+\\beta)/(1-\\beta)$ (3, 19, 199) but is not "
+            "its square root (1.73, 4.36, 14.1) at this horizon: below it at 0.5, above it at 0.9 and 0.99. Rerun "
+            "with more steps to see how the ratio changes.",
     "08.3": "A `kappa_update` around 0.1-0.3 overshoots $R$ by a few percent without jitter; larger values "
             "react faster but the multiplier oscillates, smaller ones overshoot for longer.",
     "08.4": "A demo is a cached compute function returning arrays, a `render_png(result)` drawing it, and a "
