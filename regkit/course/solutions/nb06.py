@@ -9,8 +9,9 @@ DISCUSSIONS = {
             "the collapse of std-CPR goes away or comes later, at the price of a longer overshoot of the bound.",
     "06.4": "Report the mean and the standard deviation over the seeds of the step at which validation reaches "
             "99%; the spread is often a few hundred steps in the quick profile.",
-    "06.5": "On a GPU the transformer runs order the methods like the paper: AdamW 0.1 last, rescaling and CPR "
-            "first; the exact steps differ with the seed.",
+    "06.5": "Expected from the papers, not yet measured here (no GPU run of the full profile so far): the "
+            "transformer runs order the methods as the quick profile's MLP does, AdamW 0.1 last, rescaling and "
+            "CPR first, with exact steps that differ with the seed. Record your own order and steps.",
 }
 
 
