@@ -35,6 +35,7 @@ MAKERS = {
     "SGD_CPR": lambda ps, **kw: ro.with_cpr(ro.SGD)(ps, lr=0.05, momentum=0.9, verbose=False, **kw),
     "AdamCPR": adam_cpr,
     "AdamAWD": lambda ps, **kw: ro.AdamAWD(ps, lr=0.01, weight_decay=1e-2, **kw),
+    "AdamAWD_amsgrad": lambda ps, **kw: ro.AdamAWD(ps, lr=0.01, weight_decay=5e-2, amsgrad=True, **kw),
     "AdamAdaDecay": lambda ps, **kw: ro.AdamAdaDecay(ps, lr=0.01, weight_decay=1e-2, **kw),
 }
 
@@ -135,3 +136,20 @@ def test_a_cautious_group_runs_the_foreach_path_bit_for_bit():
     run(fused, b, range(3))
     for p, q in zip(a, b, strict=True):
         assert torch.equal(p, q)
+
+
+def test_fused_adam_awd_decays_each_tensor_by_its_own_lambda_bar():
+    """A tensor without a gradient for a step keeps an older lambda_bar: on the CPU the fused kernel runs once per
+    distinct value, and the result equals the foreach path."""
+    a, b = tensors(), tensors()
+    reference, fused = MAKERS["AdamAWD"](a, foreach=True), MAKERS["AdamAWD"](b, fused=True)
+    for opt, params in ((reference, a), (fused, b)):
+        run(opt, params, range(3))
+        params[1].grad = None  # skipped for two steps: its lambda_bar falls behind the others'
+        for t in range(3, 5):
+            for i in (0, 2):
+                params[i].grad = torch.randn(params[i].shape, generator=torch.Generator().manual_seed(t + i))
+            opt.step()
+    lambdas = [float(fused.state[p]["awd_lambda"]) for p in b]
+    assert lambdas[0] == lambdas[2] != lambdas[1]
+    assert_close(reference, fused, a, b)

@@ -91,13 +91,30 @@ def adam_awd(
     foreach: bool,
     fused: bool = False,
 ) -> None:
-    """The functional AdamAWD update: `awd_coefficients_`, ``w <- w - lr * lambda_bar * w``, then Adam."""
+    """The functional AdamAWD update: `awd_coefficients_`, ``w <- w - lr * lambda_bar * w``, then Adam.
+
+    ``fused`` on the CPU: the decay is the fused AdamW kernel's own (it takes ``lambda_bar`` as a float, and
+    reading a CPU tensor waits for no device); elsewhere the decay runs on the foreach path first.
+    """
+    lists = (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
+    adam_kw = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, decoupled_weight_decay=True, amsgrad=amsgrad,
+                   maximize=maximize, foreach=foreach, fused=fused)
     if weight_decay != 0:
         awd_coefficients_(awd_lambdas, grads, params, weight_decay, foreach=foreach)
+        if fused and all(p.device.type == "cpu" for p in params):
+            for decay, index in _indices_by_value(awd_lambdas):  # one value: the group's lambda_bar
+                adam(*([seq[i] for i in index] if seq else seq for seq in lists), weight_decay=decay, **adam_kw)
+            return
         each("addcmul_", params, params, awd_lambdas, value=-lr, foreach=foreach)
-    adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-         weight_decay=0.0, decoupled_weight_decay=True, amsgrad=amsgrad, maximize=maximize, foreach=foreach,
-         fused=fused)  # fmt: skip
+    adam(*lists, weight_decay=0.0, **adam_kw)
+
+
+def _indices_by_value(values: list[Tensor]) -> list[tuple[float, list[int]]]:
+    """``[(value, indices of the 0-dim tensors holding it)]`` (CPU tensors, read in one go)."""
+    groups: dict[float, list[int]] = {}
+    for i, value in enumerate(torch.stack(values).tolist()):
+        groups.setdefault(value, []).append(i)
+    return list(groups.items())
 
 
 def adam_adadecay(
