@@ -1,6 +1,7 @@
 """The thin Optimizer every regkit optimizer subclasses: validate, gather tensor lists, call one functional update."""
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -54,6 +55,21 @@ def reject_unsupported_dtypes(params: list[Tensor], name: str, refused: dict) ->
         if p.dtype in refused:
             raise ValueError(f"{name} does not support {p.dtype} params (shape {tuple(p.shape)}): {refused[p.dtype]}")
 
+
+
+def param_names(group: dict, index: int) -> list[str]:
+    """Names of group ``index``'s tensors for messages: its ``names``, else ``param_groups[index]['params'][i]``."""
+    return group.get("names") or [f"param_groups[{index}]['params'][{i}]" for i in range(len(group["params"]))]
+
+
+@contextlib.contextmanager
+def kept_if_valid(param_groups: list[dict]) -> Iterator[tuple[dict, int]]:
+    """Yield ``(group, index)`` of the group just added; the block's ValueError removes it again, then propagates."""
+    try:
+        yield param_groups[-1], len(param_groups) - 1
+    except ValueError:
+        param_groups.pop()
+        raise
 
 class ChecksLoadedState:
     """Mixin for a ``torch.optim.Optimizer``: what ``__setstate__`` (also the end of ``load_state_dict``) does.
@@ -203,19 +219,10 @@ class FunctionalOptimizer(ChecksLoadedState, torch.optim.Optimizer):
                 "the foreach path); pass foreach=None with fused=True"
             )
         super().add_param_group(param_group)
-        try:
-            reject_unsupported_dtypes(self.param_groups[-1]["params"], type(self).__name__, self.refused_dtypes)
-        except ValueError:
-            self.param_groups.pop()
-            raise
-        if self.whole_tensor_norms:
-            try:
-                group, index = self.param_groups[-1], len(self.param_groups) - 1
-                names = [f"param_groups[{index}]['params'][{i}]" for i in range(len(group["params"]))]
-                reject_sharded(group["params"], type(self).__name__, group.get("names", names))
-            except ValueError:
-                self.param_groups.pop()
-                raise
+        with kept_if_valid(self.param_groups) as (group, index):
+            reject_unsupported_dtypes(group["params"], type(self).__name__, self.refused_dtypes)
+            if self.whole_tensor_norms:
+                reject_sharded(group["params"], type(self).__name__, param_names(group, index))
 
     def __setstate__(self, state: dict) -> None:
         """`ChecksLoadedState`'s checks and defaults; then the fixed hyperparameters are re-imposed."""

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from regkit._validate import check_betas, check_flag, check_int, check_number
-from regkit.optim._base import FunctionalOptimizer
+from regkit.optim._base import FunctionalOptimizer, kept_if_valid, param_names
 from regkit.optim._float32_state import Float32State
 from regkit.optim._functional import device_dtype_buckets, each
 from regkit.optim.adam import ADAM_STATE, FLOAT16_ADVICE, adam, adam_state
@@ -335,7 +335,7 @@ def check_constraint(group: dict) -> None:
 
 def check_constrained_tensors(name: str, group: dict, index: int) -> None:
     """ValueError if regularized group ``index`` holds an empty tensor (``mu = 1 / numel``, no norm to bound)."""
-    names = group.get("names") or [f"param_groups[{index}]['params'][{i}]" for i in range(len(group["params"]))]
+    names = param_names(group, index)
     empty = [f"{n} (shape {tuple(p.shape)})" for n, p in zip(names, group["params"], strict=True) if p.numel() == 0]
     if group["regularize"] and empty:
         raise ValueError(f"{name} cannot constrain an empty tensor: {', '.join(empty)}; put it in a group "
@@ -524,11 +524,8 @@ class AdamCPR(Float32State, FunctionalOptimizer):
     def add_param_group(self, param_group: dict) -> None:
         """As `FunctionalOptimizer`, and a regularized group must not hold an empty tensor (``mu = 1 / numel``)."""
         super().add_param_group(param_group)
-        try:
-            check_constrained_tensors("AdamCPR", self.param_groups[-1], len(self.param_groups) - 1)
-        except ValueError:
-            self.param_groups.pop()
-            raise
+        with kept_if_valid(self.param_groups) as (group, index):
+            check_constrained_tensors("AdamCPR", group, index)
 
     def check_hyperparameters(self, group: dict) -> None:
         check_constraint(group)

@@ -31,7 +31,13 @@ from torch.optim import Optimizer
 
 from regkit._validate import check_number
 from regkit.distributed import reject_sharded
-from regkit.optim._base import ChecksLoadedState, KeepsOwnAttributes, reject_unsupported_dtypes
+from regkit.optim._base import (
+    ChecksLoadedState,
+    KeepsOwnAttributes,
+    kept_if_valid,
+    param_names,
+    reject_unsupported_dtypes,
+)
 from regkit.optim._functional import each
 
 NORMS = ("global", "layer")
@@ -188,13 +194,9 @@ class Graft(KeepsOwnAttributes, ChecksLoadedState, Optimizer):
                     f"{self.param_groups[0][key]!r}; every group must use the same {key}"
                 )
         super().add_param_group(param_group)
-        params, index = self.param_groups[-1]["params"], len(self.param_groups) - 1
-        try:  # ||g|| of a shard is not ||g||
-            reject_unsupported_dtypes(params, type(self).__name__, {})
-            reject_sharded(params, type(self).__name__, [f"param_groups[{index}]['params'][{i}]" for i in range(len(params))])
-        except ValueError:
-            self.param_groups.pop()
-            raise
+        with kept_if_valid(self.param_groups) as (group, index):  # ||g|| of a shard is not ||g||
+            reject_unsupported_dtypes(group["params"], type(self).__name__, {})
+            reject_sharded(group["params"], type(self).__name__, param_names(group, index))
 
     def required_state(self, group: dict) -> tuple[str, ...]:
         return ("step",)  # a loaded state without it was saved by another optimizer

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from regkit.distributed import reject_sharded
-from regkit.optim._base import KeepsOwnAttributes
+from regkit.optim._base import KeepsOwnAttributes, kept_if_valid, param_names
 from regkit.optim._functional import each
 from regkit.optim.adamp import LOW_PRECISION
 from regkit.optim.compose import run_closure
@@ -95,8 +95,7 @@ class Grafted(KeepsOwnAttributes, Optimizer):
         self._share_magnitude()
         self._check_groups()
         for index, group in enumerate(self.param_groups):  # ||Delta|| of a shard is not ||Delta||
-            names = [f"param_groups[{index}]['params'][{i}]" for i in range(len(group["params"]))]
-            reject_sharded(group["params"], type(self).__name__, group.get("names", names))
+            reject_sharded(group["params"], type(self).__name__, param_names(group, index))
 
     norm = property(lambda self: self.param_groups[0]["graft_norm"])
     eps = property(lambda self: self.param_groups[0]["graft_eps"])
@@ -130,15 +129,11 @@ class Grafted(KeepsOwnAttributes, Optimizer):
         group = {**{key: self.defaults[key] for key in SETTINGS}, **param_group, "params": params}
         check_settings(group, "param_group")
         self.magnitude.add_param_group(group)
-        try:
+        with kept_if_valid(self.param_groups) as (_, index):
             self._check_groups()
-            names = [f"param_groups[{len(self.param_groups) - 1}]['params'][{i}]" for i in range(len(params))]
-            reject_sharded(params, type(self).__name__, group.get("names", names))
+            reject_sharded(params, type(self).__name__, param_names(group, index))
             own = {k: v for k, v in param_group.items() if k not in SETTINGS}
             self.direction.add_param_group({**own, "params": params})
-        except ValueError:
-            self.param_groups.pop()
-            raise
 
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         """The closure (if any), both optimizers' steps from the same weights, then the grafted step."""

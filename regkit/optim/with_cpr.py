@@ -11,7 +11,7 @@ from torch.optim import Optimizer
 
 from regkit._validate import check_flag
 from regkit.distributed import reject_sharded
-from regkit.optim._base import increment_steps, step_counter
+from regkit.optim._base import increment_steps, kept_if_valid, param_names, step_counter
 from regkit.optim._float32_state import Float32State
 from regkit.optim.compose import base_step, check_base, resolve_foreach, run_closure, stepped, with_options
 from regkit.optim.cpr import (
@@ -59,16 +59,11 @@ class ConstraintStep(Float32State):
     def add_param_group(self, param_group: dict) -> None:
         """The base's checks, then CPR's: ``regularize`` and the options, no empty or sharded regularized tensor."""
         super().add_param_group({**{k: self.defaults[k] for k in CPR_OPTIONS if k in self.defaults}, **param_group})
-        index, added = len(self.param_groups) - 1, self.param_groups[-1]
-        try:
+        with kept_if_valid(self.param_groups) as (added, index):
             check_constraint(added)
             check_constrained_tensors(type(self).__name__, added, index)
             if added["regularize"]:  # R(w) of a shard is not R(w)
-                names = [f"param_groups[{index}]['params'][{i}]" for i in range(len(added["params"]))]
-                reject_sharded(added["params"], type(self).__name__, added.get("names", names))
-        except ValueError:
-            self.param_groups.pop()
-            raise
+                reject_sharded(added["params"], type(self).__name__, param_names(added, index))
 
     def load_state_dict(self, state_dict: dict) -> None:
         """As Base (CPR scalars kept float32); the step counters stay CPU tensors (torch casts them like

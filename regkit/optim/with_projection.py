@@ -7,6 +7,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from regkit.distributed import reject_sharded
+from regkit.optim._base import kept_if_valid, param_names
 from regkit.optim._functional import device_dtype_buckets, each
 from regkit.optim.adamp import LOW_PRECISION, check_projection, scale_invariant_factors, tested_indices
 from regkit.optim.compose import base_step, check_base, resolve_foreach, run_closure, stepped, with_options
@@ -113,14 +114,9 @@ def with_projection(base: type[Optimizer]) -> type[Optimizer]:
             """The base's checks, then the projection's options; sharded tensors are refused (whole-tensor norms)."""
             defaults = {k: self.defaults[k] for k in PROJECTION_OPTIONS if k in self.defaults}
             super().add_param_group({**defaults, **param_group})
-            index, added = len(self.param_groups) - 1, self.param_groups[-1]
-            try:
+            with kept_if_valid(self.param_groups) as (added, index):
                 check_projection(added, "projection_eps")
-                names = [f"param_groups[{index}]['params'][{i}]" for i in range(len(added["params"]))]
-                reject_sharded(added["params"], type(self).__name__, added.get("names", names))
-            except ValueError:
-                self.param_groups.pop()
-                raise
+                reject_sharded(added["params"], type(self).__name__, param_names(added, index))
 
         def step(self, closure=None):
             """The closure (if any), Base's step, then the projection of that step (see `with_projection`)."""

@@ -20,7 +20,7 @@ from torch.optim import Optimizer
 
 from regkit._validate import check_int
 from regkit.distributed import reject_sharded
-from regkit.optim._base import KeepsOwnAttributes
+from regkit.optim._base import KeepsOwnAttributes, kept_if_valid
 from regkit.optim._functional import each
 from regkit.train.seeding import set_rng_state, torch_rng_state
 
@@ -347,11 +347,8 @@ class GNP(KeepsOwnAttributes, Optimizer):
         group = {**{key: self.defaults[key] for key in SETTINGS}, **param_group}
         _check_settings(group, "param_group")
         self.base_optimizer.add_param_group(group)
-        try:
+        with kept_if_valid(self.param_groups):
             self._check_groups()
-        except ValueError:
-            self.param_groups.pop()
-            raise
 
     def _share_base(self) -> None:
         self.param_groups = self.base_optimizer.param_groups
