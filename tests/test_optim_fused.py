@@ -1,7 +1,9 @@
-"""``fused=True``: torch's fused Adam/SGD kernels for the base step, the methods' additions on the foreach path.
+"""``fused=True``: torch's fused Adam/SGD kernels for the base step, the methods' additions on the foreach path,
+and regkit's CPU kernels (AdamCPR, AdamAWD, AdamAdaDecay on float32/float64 CPU tensors).
 
-Each fusable class runs the same seeded steps (a new lr every step) fused and foreach, in float32 and
-float64, and must agree within ``FUSED_TOLERANCE``; checkpoints load across the two paths.
+Each fusable class runs the same seeded steps (a new lr every step) fused and foreach, in float32, float64
+and bfloat16, with regkit's CPU kernels and without them (``REGKIT_CPU_KERNELS=0``), and must agree within
+``FUSED_TOLERANCE``; checkpoints load across the paths.
 """
 
 import copy
@@ -10,6 +12,7 @@ import pytest
 import torch
 
 import regkit.optim as ro
+from regkit.optim import cpu_kernels
 from regkit.optim.fused import FUSED_TOLERANCE
 
 SHAPES = [(6, 4), (4,), (3, 2, 2, 2)]
@@ -63,22 +66,37 @@ def assert_close(ours, theirs, params_a, params_b) -> None:
             torch.testing.assert_close(value, theirs.state[q][key], **tol, check_dtype=True, msg=key)
 
 
+# the methods regkit's CPU kernels step (float32/float64 CPU tensors, no amsgrad)
+ON_REGKIT_KERNELS = ("AdamCPR_pre_step_std", "AdamCPR", "AdamAWD", "AdamAdaDecay")
+
+
+def count_calls(monkeypatch, module, names: tuple[str, ...]) -> list:
+    calls = []
+    for name in names:
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _k=original, **kw: calls.append(1) or _k(*a, **kw))
+    return calls
+
+
+@pytest.mark.parametrize("kernels", ["regkit", "torch"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=["float32", "float64", "bf16"])
 @pytest.mark.parametrize("name", list(MAKERS))
-def test_fused_steps_equal_the_foreach_steps(name, dtype, monkeypatch):
-    calls = []
-    for kernel in ("_fused_adam_", "_fused_adamw_", "_fused_sgd_"):
-        original = getattr(torch, kernel)
-        monkeypatch.setattr(torch, kernel, lambda *a, _k=original, **kw: calls.append(1) or _k(*a, **kw))
+def test_fused_steps_equal_the_foreach_steps(name, dtype, kernels, monkeypatch):
+    if kernels == "torch":
+        monkeypatch.setenv("REGKIT_CPU_KERNELS", "0")
+    torch_calls = count_calls(monkeypatch, torch, ("_fused_adam_", "_fused_adamw_", "_fused_sgd_"))
+    regkit_calls = count_calls(monkeypatch, cpu_kernels, ("adam_step_",))
     a, b = tensors(dtype=dtype), tensors(dtype=dtype)
     reference = MAKERS[name](a, foreach=True)
     run(reference, a, range(6))
-    assert calls == []
+    assert torch_calls == regkit_calls == []
     fused = MAKERS[name](b, fused=True)
     run(fused, b, range(6))
     assert_close(reference, fused, a, b)
     foreach_only = "cautious" in name or (name.startswith("SGD") and dtype == torch.bfloat16)
-    assert len(calls) == 0 if foreach_only else len(calls) >= 6  # these keep the foreach path
+    on_regkit = kernels == "regkit" and name in ON_REGKIT_KERNELS and dtype != torch.bfloat16
+    assert len(regkit_calls) >= 6 if on_regkit else regkit_calls == []
+    assert len(torch_calls) == 0 if foreach_only or on_regkit else len(torch_calls) >= 6  # these keep the foreach path
 
 
 def test_fused_is_not_a_param_group_key_and_state_dicts_have_the_same_keys():

@@ -7,8 +7,9 @@ candidate (the reference: torch.optim foreach; for AdamP and SGDP the regkit Ada
 extend, so the ratio is the cost of the projection, with the official ``adamp`` package beside
 them when it is installed). A second ratio, ``x torch fused``, divides by the row's torch fused
 candidate (torch's fused CPU/CUDA kernel of the base optimizer): the targets of regkit's
-``fused=True`` (torch's kernel for the base step plus the method's additions on the foreach path,
-nothing compiled at run time) are measured against it. Each candidate keeps its own optimizer state. On CUDA the clock is read between ``torch.cuda.synchronize()`` calls.
+``fused=True`` (torch's kernel for the base step plus the method's additions on the foreach path; for
+AdamCPR, AdamAWD and AdamAdaDecay on the CPU regkit's own kernels, `regkit.optim.cpu_kernels`, whose one-time
+build or load cost is printed first) are measured against it. Each candidate keeps its own optimizer state. On CUDA the clock is read between ``torch.cuda.synchronize()`` calls.
 
 Later methods add their rows (and external references such as ``adamp`` or ``pytorch_cpr``)
 to ``CANDIDATES``: a ``Candidate(row, label, make)`` with ``make(params) -> Optimizer``.
@@ -30,6 +31,7 @@ import torch
 
 import regkit.optim as ro
 from regkit.models import build_model
+from regkit.optim import cpu_kernels
 from regkit.optim.measures import MEASURES
 
 try:  # the official AdamP/SGDP, a test-only dependency
@@ -205,6 +207,17 @@ def format_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def kernel_cost() -> str:
+    """One line: how long loading regkit's CPU kernels took (a first run on a machine builds them)."""
+    start = time.perf_counter()
+    built = cpu_kernels.load() is not None and not cpu_kernels.disabled()
+    seconds = time.perf_counter() - start
+    if not built:
+        return "regkit's CPU kernels: not available (see the warning); regkit fused rows use torch's kernels"
+    return (f"regkit's CPU kernels (fused=True on the CPU): one-time cost {seconds:.1f} s in this process (a build "
+            "takes ~25 s once per machine, a cached build loads in well under a second)")
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(prog="python -m regkit.bench optim", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run: 2 warm-up steps, 7 timed")
@@ -235,6 +248,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             parser.error(f"unknown rows {unknown}; choose from {rows}")
         rows = [r for r in rows if r in args.rows.split(",")]
 
+    if "cpu" in devices and any(c.label == "regkit fused" for c in CANDIDATES if c.row in rows):
+        print(kernel_cost(), flush=True)
     results = []
     for device in devices:
         params = parameters_with_grads(args.model, torch.device(device))

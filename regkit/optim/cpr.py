@@ -10,11 +10,20 @@ import torch
 from torch import Tensor, nn
 
 from regkit._validate import check_betas, check_flag, check_int, check_number
+from regkit.optim import cpu_kernels
 from regkit.optim._base import FunctionalOptimizer, kept_if_valid, param_names
 from regkit.optim._float32_state import Float32State
 from regkit.optim._functional import device_dtype_buckets, each
 from regkit.optim.adam import ADAM_STATE, FLOAT16_ADVICE, adam, adam_state
-from regkit.optim.measures import MEASURES, descend_, evaluate, norms
+from regkit.optim.measures import (
+    MEASURES,
+    descend_,
+    descend_by_kernel_,
+    evaluate,
+    from_sums,
+    lengths_from_sums,
+    norms,
+)
 
 KAPPA_INIT_METHODS = ("uniform", "warm_start", "dependent", "inflection_point")
 REG_ORDERS = ("post_step", "pre_step")
@@ -122,6 +131,7 @@ def constrain_(
     reg_by_lr: bool,
     adaptive_bounds: bool,
     foreach: bool,
+    sums: list[list[float]] | None = None,
 ) -> None:
     """The CPR step on weights that have taken ``ages[i]`` optimizer steps (host floats).
 
@@ -134,13 +144,14 @@ def constrain_(
     sets ``kappa = R(w)`` when ``age == s``; ``inflection_point`` runs `detect_inflection_`;
     ``adaptive_bounds`` runs `adapt_bounds_`. Lists hold the regularized tensors only; the
     IP lists (``norm_*``) are empty unless ``kappa_init_method == "inflection_point"`` and
-    ``prev_lagmuls`` unless ``adaptive_bounds``.
+    ``prev_lagmuls`` unless ``adaptive_bounds``. ``sums``: the CPU kernels' sums of each tensor's
+    current ``w`` (`regkit.optim.cpu_kernels`); ``R`` then comes from them and the step is a kernel pass.
     """
     inflection = kappa_init_method == "inflection_point"
     warm_steps = kappa_init_param if kappa_init_method == "warm_start" else None
     step_size = lr if reg_by_lr else 1.0
     mus = [kappa_update if reg_function == "std" else kappa_update / p.numel() for p in params]
-    lists = (params, lagmuls, kappas, norm_emas, norm_ema_prevs, norm_slope_prevs, prev_lagmuls, mus)
+    lists = (params, lagmuls, kappas, norm_emas, norm_ema_prevs, norm_slope_prevs, prev_lagmuls, mus, sums or [])
     for age in sorted(set(ages)):  # normally one age: the tensors of a group step together
         index = [i for i, a in enumerate(ages) if a == age]
         chosen = [[seq[i] for i in index] if len(seq) else [] for seq in lists]
@@ -148,19 +159,22 @@ def constrain_(
             buckets = device_dtype_buckets(*chosen, foreach=True)
         else:  # one tensor at a time: its temporaries are freed before the next tensor's are made
             buckets = [tuple([seq[i]] if len(seq) else [] for seq in chosen) for i in range(len(index))]
-        for p, lam, kappa, ema, ema_prev, slope_prev, prev_lam, mu in buckets:
+        for p, lam, kappa, ema, ema_prev, slope_prev, prev_lam, mu, rows in buckets:
             if warm_steps is not None and age <= warm_steps:
                 if age == warm_steps:
-                    each("copy_", kappa, evaluate(reg_function, p, foreach=foreach)[0], foreach=foreach)
+                    each("copy_", kappa, _measure(reg_function, p, rows, foreach)[0], foreach=foreach)
                 continue
-            values, aux = evaluate(reg_function, p, foreach=foreach)
+            values, aux = _measure(reg_function, p, rows, foreach)
             violations = each("sub", values, kappa, foreach=foreach)
             each("mul_", violations, mu, foreach=foreach)
             each("add_", lam, violations, foreach=foreach)
             each("clamp_min_", lam, 0.0, foreach=foreach)
             if inflection:  # ||w|| before the constraint step: w only moves once kappa is set
-                lengths = aux if reg_function == "l2" else norms(p, 2, foreach=foreach)
-            descend_(reg_function, p, lam, step_size, aux, foreach=foreach)
+                lengths = _lengths(reg_function, p, rows, aux, foreach)
+            if rows:
+                descend_by_kernel_(reg_function, p, lam, step_size, rows)
+            else:
+                descend_(reg_function, p, lam, step_size, aux, foreach=foreach)
             if adaptive_bounds:
                 adapt_bounds_(kappa, lam, values, prev_lam)
             if inflection:
@@ -168,6 +182,18 @@ def constrain_(
                     kappa, values, lengths, ema, ema_prev, slope_prev, age,
                     reg_step_size=reg_step_size, reg_ema_decay=reg_ema_decay, foreach=foreach,
                 )  # fmt: skip
+
+
+def _lengths(measure: str, params: list[Tensor], rows: list, aux: list | None, foreach: bool) -> list[Tensor]:
+    """``||w||`` per tensor: from the kernels' sums, from `evaluate`'s aux (l2), or a norm."""
+    if rows:
+        return lengths_from_sums(rows, params)
+    return aux if measure == "l2" else norms(params, 2, foreach=foreach)
+
+
+def _measure(measure: str, params: list[Tensor], rows: list, foreach: bool) -> tuple[list[Tensor], list | None]:
+    """``(R(w), aux)``: from the CPU kernels' sums when ``rows`` holds them (aux None), else `evaluate`."""
+    return (from_sums(measure, rows, params), None) if rows else evaluate(measure, params, foreach=foreach)
 
 
 def adam_cpr(
@@ -205,25 +231,36 @@ def adam_cpr(
 ) -> None:
     """The functional AdamCPR update: `regkit.optim.adam.adam` without weight decay, and `constrain_`
     after it (``reg_order="post_step"``) or before it (``"pre_step"``). A group with
-    ``regularize=False`` takes the Adam step only (its CPR lists are empty)."""
+    ``regularize=False`` takes the Adam step only (its CPR lists are empty). ``fused`` on float32/float64 CPU
+    tensors (no amsgrad): regkit's CPU kernels (`regkit.optim.cpu_kernels`), whose Adam pass also measures
+    ``R``; elsewhere torch's fused Adam kernel and the constraint step on the foreach path."""
+    post_step = reg_order == "post_step"
+    compiled = fused and not amsgrad and cpu_kernels.usable(params, grads, exp_avgs, exp_avg_sqs)
 
-    def adam_step() -> None:
+    def adam_step() -> list[list[float]] | None:
+        if compiled:  # the sums of the new weights, when the constraint step comes next
+            return cpu_kernels.adam_step_(
+                params, grads, exp_avgs, exp_avg_sqs, steps, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                maximize=maximize, stats=regularize and post_step,
+            )  # fmt: skip
         adam(
             params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr=lr, beta1=beta1, beta2=beta2,
             eps=eps, weight_decay=0.0, decoupled_weight_decay=False, amsgrad=amsgrad, maximize=maximize,
             foreach=foreach, fused=fused,
         )  # fmt: skip
+        return None
 
-    post_step = reg_order == "post_step"
-    if post_step or not regularize:
-        adam_step()
+    sums = adam_step() if post_step or not regularize else None
     if regularize:
+        if compiled and not post_step:
+            sums = cpu_kernels.sums(params)
         constrain_(
             params, lagmuls, kappas, norm_emas, norm_ema_prevs, norm_slope_prevs, prev_lagmuls,
             steps if post_step else [t - 1 for t in steps],  # how many Adam steps the weights have taken
             lr=lr, reg_function=reg_function, kappa_init_method=kappa_init_method,
             kappa_init_param=kappa_init_param, kappa_update=kappa_update, reg_step_size=reg_step_size,
             reg_ema_decay=reg_ema_decay, reg_by_lr=reg_by_lr, adaptive_bounds=adaptive_bounds, foreach=foreach,
+            sums=sums,
         )  # fmt: skip
     if regularize and not post_step:
         adam_step()
@@ -444,8 +481,9 @@ class AdamCPR(Float32State, FunctionalOptimizer):
         amsgrad: default False. Keyword-only: adaptive_bounds (default False), reg_order
         (default ``"post_step"``), maximize (default False), foreach (default None = True
         when every parameter is on CUDA), verbose (print the split of a plain iterable,
-        default True), fused (default False; True: torch's fused Adam kernel, then the constraint step on
-        the foreach path, see `regkit.optim.fused`).
+        default True), fused (default False; True: regkit's CPU kernels on float32/float64 CPU tensors,
+        elsewhere torch's fused Adam kernel and the constraint step on the foreach path; see
+        `regkit.optim.fused`).
 
     Example::
 

@@ -30,10 +30,13 @@ available to check them line by line.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from regkit._validate import check_number
+from regkit.optim import cpu_kernels
 from regkit.optim._base import FunctionalOptimizer
 from regkit.optim._float32_state import Float32State
 from regkit.optim._functional import each
@@ -44,15 +47,22 @@ AWD_MEMORY = 0.1  # lambda_bar <- AWD_MEMORY * lambda_bar + (1 - AWD_MEMORY) * n
 
 
 def awd_coefficients_(
-    lambdas: list[Tensor], grads: list[Tensor], params: list[Tensor], weight_decay: float, *, foreach: bool
+    lambdas: list[Tensor],
+    grads: list[Tensor],
+    params: list[Tensor],
+    weight_decay: float,
+    *,
+    foreach: bool,
+    norms: tuple[Tensor, Tensor] | None = None,
 ) -> list[Tensor]:
     """``lambda_bar <- 0.1 lambda_bar + 0.9 wd ||g|| / ||w||`` (joint norms over the lists) in each tensor's copy.
 
-    A non-finite ratio (a NaN/inf gradient or weight entry) leaves ``lambda_bar`` unchanged: one bad
-    entry must not decay every tensor of the group to NaN. A device mask, no host sync.
+    ``norms``: ``(||w||, ||g||)`` when the caller has them (the CPU kernels' sums). A non-finite ratio (a
+    NaN/inf gradient or weight entry) leaves ``lambda_bar`` unchanged: one bad entry must not decay every
+    tensor of the group to NaN. A device mask, no host sync.
     """
-    w_norm = joint_norm(params, foreach=foreach)
-    ratio = torch.where(w_norm > 0, joint_norm(grads, foreach=foreach) / w_norm.clamp_min(1e-30), 0.0)
+    w_norm, g_norm = norms or (joint_norm(params, foreach=foreach), joint_norm(grads, foreach=foreach))
+    ratio = torch.where(w_norm > 0, g_norm / w_norm.clamp_min(1e-30), 0.0)
     finite = ratio.isfinite()
     memory = torch.where(finite, AWD_MEMORY, 1.0).to(lambdas[0].dtype)
     ratio = torch.where(finite, ratio, 0.0)
@@ -60,6 +70,31 @@ def awd_coefficients_(
     each("add_", lambdas, [ratio.to(lam.device) for lam in lambdas], alpha=(1 - AWD_MEMORY) * weight_decay,
          foreach=foreach)  # fmt: skip
     return lambdas
+
+
+def joint_norms_by_kernel(params: list[Tensor], grads: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """``(||w||, ||g||)`` over all tensors (as `joint_norm`: float64 for float64 tensors, else float32) from
+    the CPU kernels' sums: one read of each tensor."""
+    dtype = torch.float64 if params[0].dtype == torch.float64 else torch.float32
+    w_squares, g_squares = (sum(column) for column in zip(*cpu_kernels.squares(params, grads), strict=True))
+    return torch.tensor(w_squares, dtype=dtype).sqrt(), torch.tensor(g_squares, dtype=dtype).sqrt()
+
+
+def adadecay_arguments(grads: list[Tensor], alpha: float) -> tuple[list[float], list[float]]:
+    """``alpha z = a |g| + b`` per tensor (AdaDecay's sigmoid argument, `adadecay_rates`) from the CPU kernels' sums
+    of the gradients: ``a = alpha / std``, ``b = -alpha mean / std`` of ``|g|`` (both 0 where ``std = 0``, NaN
+    where a gradient entry is NaN/inf, which spoils that tensor as `adadecay_rates` does)."""
+    slopes, offsets = [], []
+    for row, g in zip(cpu_kernels.sums(grads, magnitudes=True), grads, strict=True):
+        mean = row[cpu_kernels.COLUMNS["absolute"]] / g.numel()
+        std = (cpu_kernels.spread(row, g.numel())[1] / g.numel()) ** 0.5
+        if not (math.isfinite(mean) and math.isfinite(std)):  # as on the foreach path: NaN over the whole tensor
+            slopes.append(math.nan)
+            offsets.append(math.nan)
+            continue
+        slopes.append(alpha / std if std > 0 else 0.0)
+        offsets.append(-alpha * mean / std if std > 0 else 0.0)
+    return slopes, offsets
 
 
 def adadecay_rates(grads: list[Tensor], weight_decay: float, alpha: float, *, foreach: bool) -> list[Tensor]:
@@ -93,14 +128,23 @@ def adam_awd(
 ) -> None:
     """The functional AdamAWD update: `awd_coefficients_`, ``w <- w - lr * lambda_bar * w``, then Adam.
 
-    ``fused`` on the CPU: the decay is the fused AdamW kernel's own (it takes ``lambda_bar`` as a float, and
-    reading a CPU tensor waits for no device); elsewhere the decay runs on the foreach path first.
+    ``fused``: on float32/float64 CPU tensors (no amsgrad) regkit's CPU kernels (one read for the norms, the
+    decay inside the Adam pass); on other CPU tensors the fused AdamW kernel's own decay (it takes ``lambda_bar``
+    as a float, and reading a CPU tensor waits for no device); elsewhere the decay on the foreach path first.
     """
     lists = (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
     adam_kw = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, decoupled_weight_decay=True, amsgrad=amsgrad,
-                   maximize=maximize, foreach=foreach, fused=fused)
+                   maximize=maximize, foreach=foreach, fused=fused)  # fmt: skip
     if weight_decay != 0:
-        awd_coefficients_(awd_lambdas, grads, params, weight_decay, foreach=foreach)
+        compiled = fused and not amsgrad and cpu_kernels.usable(params, grads, exp_avgs, exp_avg_sqs)
+        norms = joint_norms_by_kernel(params, grads) if compiled else None
+        awd_coefficients_(awd_lambdas, grads, params, weight_decay, foreach=foreach, norms=norms)
+        if compiled:
+            cpu_kernels.adam_step_(
+                params, grads, exp_avgs, exp_avg_sqs, steps, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                maximize=maximize, keeps=[1 - lr * lam for lam in torch.stack(awd_lambdas).tolist()],
+            )  # fmt: skip
+            return
         if fused and all(p.device.type == "cpu" for p in params):
             for decay, index in _indices_by_value(awd_lambdas):  # one value: the group's lambda_bar
                 adam(*([seq[i] for i in index] if seq else seq for seq in lists), weight_decay=decay, **adam_kw)
@@ -136,7 +180,19 @@ def adam_adadecay(
     foreach: bool,
     fused: bool = False,
 ) -> None:
-    """The functional AdamAdaDecay update: ``w <- w - lr * adadecay_rates(g) * w``, then Adam."""
+    """The functional AdamAdaDecay update: ``w <- w - lr * adadecay_rates(g) * w``, then Adam.
+
+    ``fused`` on float32/float64 CPU tensors (no amsgrad): regkit's CPU kernels (one read of the gradients for
+    their statistics, the decay inside the Adam pass); elsewhere the decay on the foreach path, then torch's
+    fused Adam kernel.
+    """
+    if weight_decay != 0 and fused and not amsgrad and cpu_kernels.usable(params, grads, exp_avgs, exp_avg_sqs):
+        slopes, offsets = adadecay_arguments(grads, alpha)
+        cpu_kernels.adam_step_(
+            params, grads, exp_avgs, exp_avg_sqs, steps, lr=lr, beta1=beta1, beta2=beta2, eps=eps, maximize=maximize,
+            rates=[2 * lr * weight_decay] * len(params), slopes=slopes, offsets=offsets,
+        )  # fmt: skip
+        return
     if weight_decay != 0:
         each("addcmul_", params, params, adadecay_rates(grads, weight_decay, alpha, foreach=foreach), value=-lr,
              foreach=foreach)  # fmt: skip

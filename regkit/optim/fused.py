@@ -11,6 +11,10 @@ regkit's methods are a base step plus a correction that is exact to split off:
 - AdamAWD, AdamAdaDecay: their decay (foreach), then the Adam kernel without decay, as their update does;
 - AdamCPR: the Adam kernel without decay, and the constraint step (foreach) after or before it.
 
+On float32/float64 CPU tensors (no amsgrad) those three run on regkit's own kernels instead
+(`regkit.optim.cpu_kernels`): one Adam pass that also measures ``R(w)``, and one pass for the constraint
+step or the gradient statistics.
+
 ``cautious=True`` decays by a mask of the update's signs, which the kernels do not expose: such a
 group keeps the foreach path, as does an SGD group with bfloat16/float16 tensors (torch 2.13's CPU
 fused SGD drifts there: 0.65 from the float64 trajectory after 6 steps where foreach stays within

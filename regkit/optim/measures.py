@@ -43,6 +43,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from regkit.optim import cpu_kernels
 from regkit.optim._functional import device_dtype_buckets, each
 
 MEASURES = ("l2", "l1", "std", "huber")
@@ -149,3 +150,60 @@ def descend_(
              foreach=foreach)  # fmt: skip
     else:
         raise ValueError(f"reg_function must be one of {MEASURES}, got {measure!r}")
+
+
+KERNEL_MODES = {"l2": 0, "l1": 1, "std": 2, "huber": 3}
+"""The ``mode`` of `regkit.optim.cpu_kernels.descend_` that takes each measure's step."""
+
+
+def _spread(row: list[float], n: int) -> tuple[float, float]:
+    """``(mean, std)`` of a tensor from its row of sums (unbiased std, 0 for one element; see `evaluate`)."""
+    mean, centred = cpu_kernels.spread(row, n)
+    return mean, (centred / max(n - 1, 1)) ** 0.5
+
+
+def from_sums(measure: str, rows: list[list[float]], params: list[Tensor]) -> list[Tensor]:
+    """``R(w)`` per tensor, as `evaluate` gives it, from the kernels' sums of each tensor (`cpu_kernels.COLUMNS`)."""
+    if measure == "std":
+        values = [_spread(row, p.numel())[1] for row, p in zip(rows, params, strict=True)]
+    elif measure in KERNEL_MODES:
+        column = {"l2": 1, "l1": 2, "huber": 3}[measure]
+        values = [row[column] for row in rows]
+    else:
+        raise ValueError(f"reg_function must be one of {MEASURES}, got {measure!r}")
+    return list(torch.tensor(values, dtype=reduction_dtype(params[0])).unbind())
+
+
+def lengths_from_sums(rows: list[list[float]], params: list[Tensor]) -> list[Tensor]:
+    """``||w||`` per tensor from the kernels' sums (the inflection-point detector's input)."""
+    return list(torch.tensor([row[1] for row in rows], dtype=reduction_dtype(params[0])).sqrt_().unbind())
+
+
+def descend_by_kernel_(
+    measure: str, params: list[Tensor], multipliers: list[Tensor], step_size: float, rows: list[list[float]]
+) -> None:
+    """`descend_` in one kernel pass per tensor, ``rows`` the kernels' sums of the same ``w`` (CPU tensors only).
+
+    The multipliers are read on the host (a CPU tensor waits for no device); each measure's step becomes
+    the kernel's ``(a, b)``: l2 ``w *= 1 - 2 c lambda``; l1 and huber ``t = c lambda``; std
+    ``w <- (1 - c s) w + c s mean`` with ``s = min(lambda / ((n - 1) std), 1 / c)`` (0 where ``std = 0``).
+    """
+    lams = torch.stack(multipliers).tolist()
+    if measure == "l2":
+        a, b = [1 - 2 * step_size * lam for lam in lams], [0.0] * len(lams)
+    elif measure == "huber":
+        a, b = [step_size * lam for lam in lams], [0.0] * len(lams)
+    elif measure == "l1":  # the threshold in the multipliers' dtype, as `descend_` computes it
+        a, b = torch.stack(multipliers).mul(step_size).tolist(), [0.0] * len(lams)
+    elif measure == "std":
+        a, b = [], []
+        for lam, row, p in zip(lams, rows, params, strict=True):
+            mean, std = _spread(row, p.numel())
+            scale = lam / (max(p.numel() - 1, 1) * std) if std > 0 else 0.0
+            if step_size > 0:
+                scale = min(scale, 1 / step_size)
+            a.append(1 - step_size * scale)
+            b.append(step_size * scale * mean)
+    else:
+        raise ValueError(f"reg_function must be one of {MEASURES}, got {measure!r}")
+    cpu_kernels.descend_(params, KERNEL_MODES[measure], a, b)
