@@ -1,5 +1,5 @@
 """regkit's CPU kernels (`regkit.optim.cpu_kernels`): each kernel against its formula in float64 torch ops, the
-methods on them against their foreach path over many steps (constraints active), and the fallback.
+methods on them against their foreach path over many steps (constraints and projections active), and the fallback.
 
 Without a C++ compiler the kernels cannot be built: these tests then skip, except in CI, where they fail.
 """
@@ -12,6 +12,7 @@ import torch
 
 import regkit.optim as ro
 from regkit.optim import cpu_kernels
+from regkit.optim.adamp import invariant_views
 from regkit.optim.fused import FUSED_TOLERANCE
 
 
@@ -23,7 +24,7 @@ def built_kernels():
 
 
 def rand(*shape, seed=0, dtype=torch.float32):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
 
 
 @pytest.mark.parametrize("magnitudes", [False, True])
@@ -166,12 +167,64 @@ def test_adaptive_decay_on_the_kernels_follows_the_foreach_path_and_keeps_a_nan_
     assert results[1][0].isfinite().all() and results[1][2].isfinite().all()
 
 
-def test_tensors_the_kernels_cannot_take_keep_torch_kernels(monkeypatch):
-    """channels_last weights (not contiguous) and amsgrad: torch's fused kernel, same results as foreach."""
+def scale_invariant_grads(params, t):
+    """Random gradients, made orthogonal to the weights row by row (tensor 0) and as a whole (tensor 1): the
+    projection of AdamP/SGDP then applies in the channel and in the layer view."""
+    grads = [rand(*p.shape, seed=1000 + 100 * t + i, dtype=p.dtype) for i, p in enumerate(params)]
+    for i, rows in ((0, params[0].shape[0]), (1, 1)):
+        w, g = params[i].detach().reshape(rows, -1), grads[i].view(rows, -1)
+        g -= (g * w).sum(1, keepdim=True) / (w * w).sum(1, keepdim=True) * w
+    return grads
+
+
+PROJECTION_CASES = {
+    "AdamP": lambda ps, **kw: ro.AdamP(ps, lr=0.05, weight_decay=0.1, **kw),
+    "AdamP_nesterov": lambda ps, **kw: ro.AdamP(ps, lr=0.05, weight_decay=0.1, nesterov=True, **kw),
+    "SGDP_nesterov": lambda ps, **kw: ro.SGDP(ps, lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True, **kw),
+    "SGDP_dampening": lambda ps, **kw: ro.SGDP(ps, lr=0.1, momentum=0.9, dampening=0.2, weight_decay=0.01, **kw),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", list(PROJECTION_CASES))
+def test_adamp_and_sgdp_on_the_kernels_follow_the_foreach_path(name, dtype, monkeypatch):
     calls = []
-    monkeypatch.setattr(cpu_kernels, "adam_step_", lambda *a, **kw: calls.append(1))
+    original = cpu_kernels.projected_step_
+    monkeypatch.setattr(cpu_kernels, "projected_step_", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    results = []
+    for fused in (False, True):
+        params = [torch.nn.Parameter(rand(*s, seed=j, dtype=dtype)) for j, s in enumerate([(8, 5), (6, 3, 2, 2), (4,), ()])]
+        opt = PROJECTION_CASES[name](params, fused=fused)
+        for t in range(10):
+            for p, g in zip(params, scale_invariant_grads(params, t), strict=True):
+                p.grad = g
+            if t == 0:
+                assert invariant_views(params, [p.grad for p in params]) == ["channel", "layer", "none", "none"]
+            opt.step()
+        results.append((opt, params))
+    assert len(calls) == 10
+    (ref, a), (fused, b) = results
+    for p, q in zip(a, b, strict=True):
+        torch.testing.assert_close(q, p, **FUSED_TOLERANCE[dtype])
+        for key, value in ref.state[p].items():
+            torch.testing.assert_close(fused.state[q][key], value, **FUSED_TOLERANCE[dtype], msg=key)
+
+
+def test_tensors_the_kernels_cannot_take_keep_torch_kernels(monkeypatch):
+    """channels_last weights (not contiguous), amsgrad, AdamP's channel_dim=1, SGDP projecting its buffer or without
+    momentum: torch's fused kernel or the foreach path."""
+    calls = []
+    for name in ("adam_step_", "projected_step_"):
+        monkeypatch.setattr(cpu_kernels, name, lambda *a, **kw: calls.append(1))
     w = torch.nn.Parameter(rand(4, 3, 2, 2).contiguous(memory_format=torch.channels_last))
-    for opt in (ro.AdamCPR([w], verbose=False, fused=True), ro.AdamAWD([w.detach().clone()], amsgrad=True, fused=True)):
+    v = torch.nn.Parameter(rand(4, 3))
+    for opt in (
+        ro.AdamCPR([w], verbose=False, fused=True),
+        ro.AdamAWD([v], amsgrad=True, fused=True),
+        ro.AdamP([v], channel_dim=1, fused=True),
+        ro.SGDP([v], lr=0.1, momentum=0.9, project_buffer=True, fused=True),  # the official mode: the buffer projected
+        ro.SGDP([v], lr=0.1, fused=True),  # no momentum
+    ):
         params = [p for g in opt.param_groups for p in g["params"]]
         run(opt, params, steps=2)
     assert calls == []

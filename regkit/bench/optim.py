@@ -84,11 +84,13 @@ CANDIDATES = [
     Candidate("AdamP", "regkit AdamW foreach", lambda ps: ro.AdamW(ps, **ADAMP_KW, foreach=True)),
     Candidate("AdamP", "regkit foreach", lambda ps: ro.AdamP(ps, **ADAMP_KW, foreach=True)),
     Candidate("AdamP", "torch AdamW fused", lambda ps: torch.optim.AdamW(ps, **ADAMP_KW, fused=True)),
+    Candidate("AdamP", "regkit fused", lambda ps: ro.AdamP(ps, **ADAMP_KW, fused=True)),
     Candidate("AdamP", "regkit for-loop", lambda ps: ro.AdamP(ps, **ADAMP_KW, foreach=False)),
     *([Candidate("AdamP", "adamp 0.3.0", lambda ps: adamp.AdamP(ps, **ADAMP_KW))] if adamp else []),
     Candidate("SGDP", "regkit SGD foreach", lambda ps: ro.SGD(ps, **SGD_OF_SGDP_KW, foreach=True)),
     Candidate("SGDP", "regkit foreach", lambda ps: ro.SGDP(ps, **SGDP_KW, foreach=True)),
     Candidate("SGDP", "torch SGD fused", lambda ps: torch.optim.SGD(ps, **SGDP_KW, fused=True)),
+    Candidate("SGDP", "regkit fused", lambda ps: ro.SGDP(ps, **SGDP_KW, fused=True)),
     Candidate("SGDP", "regkit for-loop", lambda ps: ro.SGDP(ps, **SGDP_KW, foreach=False)),
     *([Candidate("SGDP", "adamp 0.3.0", lambda ps: adamp.SGDP(ps, **SGDP_KW))] if adamp else []),
 ]

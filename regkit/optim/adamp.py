@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from regkit._validate import check_betas, check_flag, check_number
+from regkit.optim import cpu_kernels
 from regkit.optim._base import FunctionalOptimizer
 from regkit.optim._functional import (
     adam_bias_corrections,
@@ -177,6 +178,26 @@ def scale_invariant_factors(
     Returns two lists of views broadcastable against the params (rows along ``channel_dim``).
     """
     statistics = _row_statistics(params, grads, directions, denominators, channel_dim)
+    factors, coefficients = factor_tables(
+        statistics, params, step_sizes, keep=keep, keep_projected=keep_projected, delta=delta, eps=eps,
+        channel_dim=channel_dim,
+    )  # fmt: skip
+    return _row_views(factors, params, channel_dim), _row_views(coefficients, params, channel_dim)
+
+
+def factor_tables(
+    statistics: Tensor,
+    params: list[Tensor],
+    step_sizes: list[float],
+    *,
+    keep: float,
+    keep_projected: float,
+    delta: float,
+    eps: float,
+    channel_dim: int,
+) -> tuple[Tensor, Tensor]:
+    """`scale_invariant_factors` from the ``(4, tensors, rows)`` statistics table: ``(tensors, rows)`` tables of the
+    factors and the projection coefficients (zero-padded rows)."""
     channel_thr, layer_thr = _thresholds(params, delta, channel_dim)
     constants = _on_device(channel_thr + layer_thr + list(step_sizes), statistics).view(3, -1)
     channel, layer = invariance_masks(statistics, constants[0], constants[1], eps)
@@ -187,7 +208,7 @@ def scale_invariant_factors(
     coefficients = torch.where(channel[:, None], channel_coef, torch.where(layer[:, None], layer_coef, 0.0))
     projected = (channel | layer)[:, None]
     factors = torch.where(projected, keep_projected + constants[2][:, None] * coefficients, keep)
-    return _row_views(factors, params, channel_dim), _row_views(coefficients, params, channel_dim)
+    return factors, coefficients
 
 
 def invariant_views(
@@ -273,8 +294,18 @@ def adamp(
     nesterov: bool,
     channel_dim: int,
     foreach: bool,
+    fused: bool = False,
 ) -> None:
-    """The functional AdamP update over parallel lists; ``steps[i]`` counts parameter ``i``'s steps, this one included."""
+    """The functional AdamP update over parallel lists; ``steps[i]`` counts parameter ``i``'s steps, this one included.
+
+    ``fused`` on float32/float64 CPU tensors with ``channel_dim=0``: regkit's CPU kernels (`projection_by_kernels_`).
+    """
+    if fused and channel_dim == 0 and cpu_kernels.usable(params, grads, exp_avgs, exp_avg_sqs):
+        kw = dict(beta1=beta1, beta2=beta2, eps=eps, nesterov=nesterov)
+        step_sizes = [lr / bc for bc in adam_bias_corrections(steps, beta1, beta2)[0]]
+        projection_by_kernels_(params, grads, exp_avgs, exp_avg_sqs, steps, step_sizes, lr=lr, weight_decay=weight_decay,
+                               wd_ratio=wd_ratio, delta=delta, projection_eps=eps, **kw)  # fmt: skip
+        return
     bias_correction1, bias_correction2_sqrt = adam_bias_corrections(steps, beta1, beta2)
     buckets = device_dtype_buckets(
         params, grads, exp_avgs, exp_avg_sqs, bias_correction1, bias_correction2_sqrt, foreach=foreach
@@ -308,8 +339,20 @@ def sgdp(
     project_buffer: bool,
     channel_dim: int,
     foreach: bool,
+    fused: bool = False,
 ) -> None:
-    """The functional SGDP update over parallel lists (``momentum_buffers`` empty when ``momentum == 0``)."""
+    """The functional SGDP update over parallel lists (``momentum_buffers`` empty when ``momentum == 0``).
+
+    ``fused`` on float32/float64 CPU tensors with ``channel_dim=0`` and momentum (not the official mode that projects
+    the buffer): regkit's CPU kernels (`projection_by_kernels_`).
+    """
+    if (fused and channel_dim == 0 and momentum != 0 and (nesterov or not project_buffer)
+            and cpu_kernels.usable(params, grads, momentum_buffers)):  # fmt: skip
+        ones = [1.0] * len(params)
+        projection_by_kernels_(params, grads, momentum_buffers, [], ones, [lr] * len(params), lr=lr,
+                               weight_decay=weight_decay / (1 - momentum), wd_ratio=wd_ratio, delta=delta,
+                               projection_eps=eps, momentum=momentum, dampening=dampening, nesterov=nesterov)  # fmt: skip
+        return
     for p, g, buffers in device_dtype_buckets(params, grads, momentum_buffers, foreach=foreach):
         if momentum != 0:
             momentum_update_(buffers, g, momentum, dampening, [False] * len(buffers), foreach=foreach)
@@ -322,6 +365,46 @@ def sgdp(
             project_directions=project_buffer and momentum != 0 and not nesterov, foreach=foreach,
         )  # fmt: skip
         each("add_", p, u, alpha=-lr, foreach=foreach)
+
+
+def projection_by_kernels_(
+    params: list[Tensor],
+    grads: list[Tensor],
+    states: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[float],
+    step_sizes: list[float],
+    *,
+    lr: float,
+    weight_decay: float,
+    wd_ratio: float,
+    delta: float,
+    projection_eps: float,
+    nesterov: bool,
+    **moments,
+) -> None:
+    """AdamP (``exp_avg_sqs`` given) or SGDP in two passes of regkit's CPU kernels per tensor: the state update with
+    the row statistics (`regkit.optim.cpu_kernels.projection_statistics_`), then ``w <- factor_i w - s u`` with the
+    factors of `factor_tables` (rows along dim 0; ``1 - lr wd`` for tensors with ``ndim <= 1``). ``moments``:
+    beta1/beta2/eps (AdamP) or momentum/dampening (SGDP)."""
+    tables = cpu_kernels.projection_statistics_(params, grads, states, exp_avg_sqs, steps, nesterov=nesterov, **moments)
+    keep, keep_projected = 1 - lr * weight_decay, 1 - lr * (weight_decay * wd_ratio)
+    factors = [torch.full((table.shape[1],), keep, dtype=torch.float64) for table in tables]
+    tested = tested_indices(params)
+    if tested:
+        statistics = torch.zeros(4, len(tested), max(tables[i].shape[1] for i in tested), dtype=torch.float64)
+        for k, i in enumerate(tested):
+            statistics[:, k, : tables[i].shape[1]] = tables[i]
+        statistics[1:3].sqrt_()  # the norms from the sums of squares
+        table, _ = factor_tables(
+            statistics.to(_statistics_dtype(params[0].dtype)), [params[i] for i in tested],
+            [step_sizes[i] for i in tested], keep=keep, keep_projected=keep_projected, delta=delta,
+            eps=projection_eps, channel_dim=0,
+        )  # fmt: skip
+        for k, i in enumerate(tested):
+            factors[i] = table[k, : tables[i].shape[1]].to(torch.float64)
+    moments.pop("dampening", None)
+    cpu_kernels.projected_step_(params, grads, states, exp_avg_sqs, steps, factors, lr=lr, nesterov=nesterov, **moments)
 
 
 def check_projection(group: dict, eps_key: str = "eps") -> None:
@@ -377,7 +460,9 @@ class AdamP(FunctionalOptimizer):
         decay multiplier in [0, 1] for projected tensors, default 0.1. nesterov: default
         False. Keyword-only: channel_dim: 0 (default; Linear and Conv weights, output
         channels first) or 1 (ConvTranspose weights ``(in, out, kH, kW)``: give them their
-        own param group); foreach (default None = True when every parameter is on CUDA).
+        own param group); foreach (default None = True when every parameter is on CUDA); fused
+        (default False; True: regkit's CPU kernels on float32/float64 CPU tensors with channel_dim 0, two
+        passes per tensor, `projection_by_kernels_`; elsewhere the foreach path).
 
     Example::
 
@@ -391,6 +476,7 @@ class AdamP(FunctionalOptimizer):
     """
 
     functional_update = staticmethod(adamp)
+    fusable = True  # regkit's CPU kernels (float32/float64 CPU tensors, channel_dim 0); elsewhere the foreach path
     whole_tensor_norms = True  # cosines and norms of whole tensors: sharded (FSDP) params are refused
 
     def __init__(
@@ -461,7 +547,8 @@ class SGDP(FunctionalOptimizer):
         wd_ratio: in [0, 1], default 0.1. The positional order is ``adamp.SGDP``'s.
         Keyword-only: project_buffer (default False, see above); channel_dim: 0 (default)
         or 1 for ConvTranspose weights; foreach (default None = True when every parameter
-        is on CUDA).
+        is on CUDA); fused (default False; True: regkit's CPU kernels on float32/float64 CPU tensors
+        with channel_dim 0 and momentum, except project_buffer without nesterov; elsewhere foreach).
 
     Example::
 
@@ -475,6 +562,7 @@ class SGDP(FunctionalOptimizer):
     """
 
     functional_update = staticmethod(sgdp)
+    fusable = True  # regkit's CPU kernels (float32/float64 CPU tensors, channel_dim 0, momentum); else foreach
     whole_tensor_norms = True  # cosines and norms of whole tensors: sharded (FSDP) params are refused
 
     def __init__(

@@ -223,6 +223,67 @@ at::Tensor sums(std::vector<at::Tensor> xs, bool magnitudes) {
   return out;
 }
 
+// AdamP/SGDP, pass 1 (ADAM: Adam's moments m, v; else SGDP's momentum buffer in m): updates the state and sums,
+// per row of length d (rows along dim 0), <g, w>, ||g||^2, ||w||^2 and <w, u> with u the update direction (Adam:
+// numerator / (sqrt(v) / bc2 + eps), numerator m or, NESTEROV, lerp(m, g, 1 - beta1); SGDP: b or g + mu b).
+// Pass 2 (STEP): w <- factor[row] w - step u, u recomputed from the state written by pass 1.
+template <typename T, bool ADAM, bool NESTEROV, bool STEP>
+void projection_rows(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v, int64_t rows,
+                     int64_t d, const std::array<T, 9>& c, double* __restrict out, const double* __restrict factors) {
+  const T one_minus_beta1 = c[0], beta2 = c[1], one_minus_beta2 = c[2], inv_bc2 = c[3], eps = c[4];
+  const T momentum = c[5], one_minus_dampening = c[6], step = c[7];
+  at::parallel_for(0, rows, std::max<int64_t>(1, GRAIN / std::max<int64_t>(d, 1)), [&](int64_t first, int64_t last) {
+    for (int64_t row = first; row < last; ++row) {
+      const T factor = STEP ? static_cast<T>(factors[row]) : T(1);
+      double sums[4] = {0, 0, 0, 0};
+      for (int64_t start = row * d; start < (row + 1) * d; start += BLOCK) {
+        const int64_t stop = std::min((row + 1) * d, start + BLOCK);
+        T gw = 0, gg = 0, ww = 0, wu = 0;
+#pragma omp simd reduction(+ : gw, gg, ww, wu)
+        for (int64_t i = start; i < stop; ++i) {
+          const T grad = g[i], w = p[i];
+          T u;
+          if (ADAM) {
+            T mi = m[i], vi = v[i];
+            if (!STEP) {
+              mi = mi + one_minus_beta1 * (grad - mi);
+              vi = beta2 * vi + one_minus_beta2 * grad * grad;
+              m[i] = mi;
+              v[i] = vi;
+            }
+            const T numerator = NESTEROV ? mi + one_minus_beta1 * (grad - mi) : mi;
+            u = numerator / (std::sqrt(vi) * inv_bc2 + eps);
+          } else {
+            T bi = m[i];
+            if (!STEP) {
+              bi = momentum * bi + one_minus_dampening * grad;
+              m[i] = bi;
+            }
+            u = NESTEROV ? grad + momentum * bi : bi;
+          }
+          if (STEP) {
+            p[i] = w * factor - step * u;
+          } else {
+            gw += grad * w; gg += grad * grad; ww += w * w; wu += w * u;
+          }
+        }
+        sums[0] += gw; sums[1] += gg; sums[2] += ww; sums[3] += wu;
+      }
+      if (!STEP)
+        for (int k = 0; k < 4; ++k) out[k * rows + row] = sums[k];
+    }
+  });
+}
+
+template <typename T, bool STEP>
+void projection_tensor(bool adam, bool nesterov, T* p, const T* g, T* m, T* v, int64_t rows, int64_t d,
+                       const std::array<T, 9>& c, double* out, const double* factors) {
+  if (adam && nesterov) projection_rows<T, true, true, STEP>(p, g, m, v, rows, d, c, out, factors);
+  else if (adam) projection_rows<T, true, false, STEP>(p, g, m, v, rows, d, c, out, factors);
+  else if (nesterov) projection_rows<T, false, true, STEP>(p, g, m, v, rows, d, c, out, factors);
+  else projection_rows<T, false, false, STEP>(p, g, m, v, rows, d, c, out, factors);
+}
+
 // sum x^2 and sum y^2 of each pair (x, y) of tensors of one size, read side by side (AWD's ||w|| and ||g||).
 at::Tensor squares(std::vector<at::Tensor> xs, std::vector<at::Tensor> ys) {
   TORCH_CHECK(xs.size() == ys.size(), "squares: lists of different lengths");
@@ -264,9 +325,59 @@ void descend(std::vector<at::Tensor> params, int64_t mode, std::vector<double> a
   }
 }
 
+// AdamP/SGDP's two passes over each tensor (see projection_rows): `factors` empty for pass 1, which returns
+// one (4, rows) float64 table per tensor; pass 2 takes one float64 tensor of row factors per tensor.
+// `v` empty for SGDP (m holds its momentum buffer). Rows: slices along dim 0 (one row for a 0-d/1-d tensor).
+std::vector<at::Tensor> projection_step(std::vector<at::Tensor> params, std::vector<at::Tensor> grads,
+                                        std::vector<at::Tensor> exp_avgs, std::vector<at::Tensor> exp_avg_sqs,
+                                        std::vector<double> steps, std::vector<double> bc2_sqrts, double beta1,
+                                        double beta2, double eps, double momentum, double dampening, bool nesterov,
+                                        std::vector<at::Tensor> factors) {
+  const bool adam = !exp_avg_sqs.empty(), step = !factors.empty();
+  const size_t n = params.size();
+  TORCH_CHECK(grads.size() == n && exp_avgs.size() == n && steps.size() == n && bc2_sqrts.size() == n &&
+              (!adam || exp_avg_sqs.size() == n) && (!step || factors.size() == n),
+              "projection_step: lists of different lengths");
+  std::vector<at::Tensor> tables;
+  for (size_t t = 0; t < n; ++t) {
+    for (const auto* x : {&params[t], &grads[t], &exp_avgs[t]}) {
+      check_dense(*x, "projection_step: every tensor");
+      TORCH_CHECK(x->scalar_type() == params[t].scalar_type() && x->numel() == params[t].numel(),
+                  "projection_step: a param's grad and state must have its dtype and size");
+    }
+    if (adam) check_dense(exp_avg_sqs[t], "projection_step: every tensor");
+    const int64_t rows = params[t].dim() > 1 ? params[t].size(0) : 1;
+    const int64_t d = rows > 0 ? params[t].numel() / rows : 0;
+    at::Tensor table = at::zeros({4, rows}, at::kDouble);
+    const double* row_factors = nullptr;
+    if (step) {
+      TORCH_CHECK(factors[t].scalar_type() == at::kDouble && factors[t].is_contiguous() && factors[t].numel() == rows,
+                  "projection_step: one float64 factor per row");
+      row_factors = factors[t].data_ptr<double>();
+    }
+    AT_DISPATCH_FLOATING_TYPES(params[t].scalar_type(), "projection_step", [&] {
+      const std::array<scalar_t, 9> c = {
+          static_cast<scalar_t>(1 - beta1), static_cast<scalar_t>(beta2), static_cast<scalar_t>(1 - beta2),
+          static_cast<scalar_t>(1 / bc2_sqrts[t]), static_cast<scalar_t>(eps), static_cast<scalar_t>(momentum),
+          static_cast<scalar_t>(1 - dampening), static_cast<scalar_t>(steps[t]), scalar_t(0)};
+      auto* v = adam ? exp_avg_sqs[t].data_ptr<scalar_t>() : nullptr;
+      if (step)
+        projection_tensor<scalar_t, true>(adam, nesterov, params[t].data_ptr<scalar_t>(), grads[t].data_ptr<scalar_t>(),
+            exp_avgs[t].data_ptr<scalar_t>(), v, rows, d, c, nullptr, row_factors);
+      else
+        projection_tensor<scalar_t, false>(adam, nesterov, params[t].data_ptr<scalar_t>(),
+            grads[t].data_ptr<scalar_t>(), exp_avgs[t].data_ptr<scalar_t>(), v, rows, d, c,
+            table.data_ptr<double>(), nullptr);
+    });
+    tables.push_back(table);
+  }
+  return tables;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("adam_step", &adam_step, "Adam step with a decay factor, summing the new weights");
   m.def("sums", &sums, "sum x, sum x^2, sum |x|, sum huber(x), and the shifted sums per tensor");
   m.def("squares", &squares, "sum x^2 and sum y^2 of each pair of tensors");
+  m.def("projection_step", &projection_step, "AdamP/SGDP: moments and row statistics, or the projected step");
   m.def("descend", &descend, "CPR's constraint step per tensor");
 }

@@ -1,6 +1,6 @@
 """regkit's own CPU kernels for ``fused=True``: one pass over the weights where torch's ops need several.
 
-torch's fused Adam kernel cannot absorb what AdamCPR, AdamAWD and AdamAdaDecay add to the step, and on a
+torch's fused Adam kernel cannot absorb what AdamCPR, AdamAWD, AdamAdaDecay, AdamP and SGDP add to the step, and on a
 CPU each extra foreach op is a full pass through memory (a norm of ResNet-18's weights costs a third of
 the whole fused Adam step). `cpu_kernels.cpp` has three kernels, for float32 and float64 CPU tensors:
 
@@ -9,7 +9,9 @@ the whole fused Adam step). `cpu_kernels.cpp` has three kernels, for float32 and
   the new weights (``w``, ``w^2``, ``|w|``, ``huber(w)``): every CPR measure, without reading ``w`` again;
 - ``sums``: the same sums of each tensor in one read (AdaDecay's gradient statistics), and ``squares`` of two
   lists read side by side (AWD's ``||w||`` and ``||g||``);
-- ``descend``: CPR's constraint step, one pass per tensor.
+- ``descend``: CPR's constraint step, one pass per tensor;
+- ``projection_step``: AdamP's and SGDP's two passes: the state update with the row statistics of the
+  scale-invariance test, then the step with one decay-and-projection factor per row.
 
 They are compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and ``ninja``; about
 30 s once, then cached under ``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``). Where that
@@ -175,4 +177,36 @@ def descend_(params: list[Tensor], mode: int, a: list[float], b: list[float]) ->
     """CPR's constraint step in place, per tensor: mode 0 ``w *= a``, 1 ``w -= clamp(w, -a, a)``, 2 ``w = a w + b``,
     3 ``w -= a clamp(w, -1, 1)`` (see `regkit.optim.measures.descend_by_kernel_`)."""
     load().descend(params, mode, a, b)
+    torch.autograd.graph.increment_version(params)
+
+
+def projection_statistics_(
+    params: list[Tensor], grads: list[Tensor], states: list[Tensor], exp_avg_sqs: list[Tensor], steps: list[float],
+    *, beta1: float = 0.0, beta2: float = 0.0, eps: float = 0.0, momentum: float = 0.0, dampening: float = 0.0,
+    nesterov: bool,
+) -> list[Tensor]:
+    """AdamP/SGDP's first pass: the state update (Adam's ``m``, ``v`` when ``exp_avg_sqs`` is given, else SGDP's
+    momentum buffer in ``states``), and per tensor a ``(4, rows)`` float64 table of ``<g_i, w_i>``,
+    ``||g_i||^2``, ``||w_i||^2``, ``<w_i, u_i>`` over the rows along dim 0 (one row for a 0-d/1-d tensor)."""
+    bc2_sqrt = adam_bias_corrections(steps, beta1, beta2)[1] if exp_avg_sqs else [1.0] * len(params)
+    tables = load().projection_step(params, grads, states, exp_avg_sqs, [0.0] * len(params), bc2_sqrt, beta1, beta2,
+                                    eps, momentum, dampening, nesterov, [])  # fmt: skip
+    torch.autograd.graph.increment_version([*states, *exp_avg_sqs])
+    return tables
+
+
+def projected_step_(
+    params: list[Tensor], grads: list[Tensor], states: list[Tensor], exp_avg_sqs: list[Tensor], steps: list[float],
+    factors: list[Tensor], *, lr: float, beta1: float = 0.0, beta2: float = 0.0, eps: float = 0.0,
+    momentum: float = 0.0, nesterov: bool,
+) -> None:
+    """AdamP/SGDP's second pass: ``w <- factor_i w - s u`` per row, ``u`` from the state of the first pass (Adam:
+    ``s = lr / (1 - beta1^t)``; SGDP: ``s = lr``); ``factors``: one float64 tensor of row factors per tensor."""
+    if exp_avg_sqs:
+        bias_correction1, bc2_sqrt = adam_bias_corrections(steps, beta1, beta2)
+        step_sizes = [lr / bc for bc in bias_correction1]
+    else:
+        step_sizes, bc2_sqrt = [lr] * len(params), [1.0] * len(params)
+    load().projection_step(params, grads, states, exp_avg_sqs, step_sizes, bc2_sqrt, beta1, beta2, eps, momentum,
+                           0.0, nesterov, factors)  # fmt: skip
     torch.autograd.graph.increment_version(params)

@@ -13,12 +13,14 @@ regkit's methods are a base step plus a correction that is exact to split off:
 
 On float32/float64 CPU tensors (no amsgrad) those three run on regkit's own kernels instead
 (`regkit.optim.cpu_kernels`): one Adam pass that also measures ``R(w)``, and one pass for the constraint
-step or the gradient statistics.
+step or the gradient statistics; so do AdamP and SGDP (two passes: the state update with the row
+statistics of the scale-invariance test, then the projected step).
 
 ``cautious=True`` decays by a mask of the update's signs, which the kernels do not expose: such a
 group keeps the foreach path, as does an SGD group with bfloat16/float16 tensors (torch 2.13's CPU
 fused SGD drifts there: 0.65 from the float64 trajectory after 6 steps where foreach stays within
-0.012, in tests/test_optim_fused.py's setting). AdamP and SGDP project the update itself and have no fused step.
+0.012, in tests/test_optim_fused.py's setting). AdamP and SGDP project the update itself, which no torch kernel
+exposes: their fused step is regkit's CPU kernels (float32/float64, ``channel_dim=0``), elsewhere the foreach path.
 Results equal the foreach path's up to rounding (the kernels compute ``lr * wd``, the bias
 corrections and the update in their own order: ``FUSED_TOLERANCE``); the state is the same, so a
 checkpoint saved on one path loads on the other. No compiler is involved: nothing to build at run time.
