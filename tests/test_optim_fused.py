@@ -176,3 +176,15 @@ def test_fused_adam_awd_decays_each_tensor_by_its_own_lambda_bar():
     lambdas = [float(fused.state[p]["awd_lambda"]) for p in b]
     assert lambdas[0] == lambdas[2] != lambdas[1]
     assert_close(reference, fused, a, b)
+
+
+def test_regkit_fused_in_the_environment_makes_fused_the_default_where_nothing_is_chosen(monkeypatch):
+    monkeypatch.setenv("REGKIT_FUSED", "1")
+    assert ro.AdamW(tensors()).fused is True and ro.AdamCPR(tensors(), verbose=False).fused is True
+    assert ro.AdamW(tensors(), fused=False).fused is False  # an explicit choice wins
+    assert ro.Adam(tensors(), foreach=True).fused is False  # so does foreach=True
+    monkeypatch.setenv("REGKIT_FUSED", "0")
+    assert ro.AdamW(tensors()).fused is False
+    monkeypatch.setenv("REGKIT_FUSED", "yes")
+    with pytest.raises(ValueError, match="REGKIT_FUSED must be 1 .* or 0 .*got 'yes'"):
+        ro.AdamW(tensors())

@@ -14,7 +14,9 @@ build or load cost is printed first) are measured against it. Each candidate kee
 Later methods add their rows (and external references such as ``adamp`` or ``pytorch_cpr``)
 to ``CANDIDATES``: a ``Candidate(row, label, make)`` with ``make(params) -> Optimizer``.
 
-AdamCPR rows (one per measure, inflection-point bounds, the package default) regularize the
+AdamCPR rows (one per measure, ``dependent`` bounds at 0.9 of the initial ``R(w)``, so that every
+regularized tensor takes the constraint step from the first step: the package default, inflection-point
+bounds, leaves ``lambda = 0`` for hundreds of steps, which regkit's kernels skip) regularize the
 tensors with ``ndim >= 2`` and time regkit next to torch's AdamW (foreach, fused) and
 ``pytorch_cpr.AdamCPR`` 0.3.1 on both of its paths (when it is installed). AdamAWD and
 AdamAdaDecay rows are referenced to torch's AdamW.
@@ -105,7 +107,9 @@ def cpr_groups(params: list[torch.nn.Parameter]) -> list[dict]:
 
 
 def _cpr_candidates(measure: str) -> list[Candidate]:
-    row, kw = f"AdamCPR {measure}", dict(lr=1e-3, reg_function=measure)  # inflection-point bounds (default)
+    # an active bound from the first step (kappa = 0.9 R(w_0)): every regularized tensor takes the constraint step
+    row, kw = f"AdamCPR {measure}", dict(lr=1e-3, reg_function=measure, kappa_init_method="dependent",
+                                         kappa_init_param=0.9)  # fmt: skip
     return [
         Candidate(row, "torch AdamW foreach", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, foreach=True)),
         Candidate(row, "torch AdamW fused", lambda ps: torch.optim.AdamW(ps, **ADAMW_KW, fused=True)),

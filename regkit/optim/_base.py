@@ -1,6 +1,7 @@
 """The thin Optimizer every regkit optimizer subclasses: validate, gather tensor lists, call one functional update."""
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 
 import torch
@@ -154,6 +155,20 @@ def increment_steps(counters: list[Tensor]) -> list[float]:
     return [t.item() for t in counters]
 
 
+FUSED_ENV = "REGKIT_FUSED"
+
+
+def preferred_fused() -> bool:
+    """``REGKIT_FUSED=1`` (or ``true``): optimizers built without ``fused=`` take their fused step, so notebooks,
+    recipes and the course profiles use it without a code change; unset, empty or ``0``: they do not."""
+    value = os.environ.get(FUSED_ENV, "").strip().lower()
+    if value in ("", "0", "false"):
+        return False
+    if value in ("1", "true"):
+        return True
+    raise ValueError(f"{FUSED_ENV} must be 1 (fused steps) or 0 (not), got {value!r}; unset it for the default")
+
+
 class FunctionalOptimizer(ChecksLoadedState, torch.optim.Optimizer):
     """A ``torch.optim.Optimizer`` whose ``step`` calls one functional update per param group.
 
@@ -166,7 +181,8 @@ class FunctionalOptimizer(ChecksLoadedState, torch.optim.Optimizer):
     schedulers and per-group overrides need no extra code. Each group, including one added
     later with ``add_param_group``, is validated with the defaults filled in.
 
-    ``fused=True`` (a constructor keyword; classes with ``fusable = True`` accept it) runs the base
+    ``fused=True`` (a constructor keyword; classes with ``fusable = True`` accept it; the default None
+    means False unless the environment sets ``REGKIT_FUSED=1``, see `preferred_fused`) runs the base
     step in torch's fused kernel and the method's own additions on the foreach path
     (`regkit.optim.fused`): ``step`` passes ``fused=True, foreach=True`` to the functional update.
     It is how this optimizer runs, not a hyperparameter: it is kept out of the param groups, so state
@@ -184,7 +200,9 @@ class FunctionalOptimizer(ChecksLoadedState, torch.optim.Optimizer):
 
     fused: bool = False  # the class default also serves optimizers pickled before the option existed
 
-    def __init__(self, params, defaults: dict, *, fused: bool = False):
+    def __init__(self, params, defaults: dict, *, fused: bool | None = None):
+        if fused is None:  # not chosen: REGKIT_FUSED=1 asks for it wherever it applies (not with foreach=True)
+            fused = preferred_fused() and self.fusable and not defaults.get("foreach")
         check_flag("fused", fused)
         if fused and not self.fusable:
             raise ValueError(

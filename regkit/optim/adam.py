@@ -164,7 +164,7 @@ class Adam(FunctionalOptimizer):
         foreach: bool | None = None,
         corrected: bool = False,
         cautious: bool = False,
-        fused: bool = False,
+        fused: bool | None = None,
     ):
         defaults = dict(
             lr=lr,
@@ -256,7 +256,7 @@ class AdamW(Adam):
         foreach: bool | None = None,
         corrected: bool = False,
         cautious: bool = False,
-        fused: bool = False,
+        fused: bool | None = None,
     ):
         super().__init__(
             params, lr, betas, eps, weight_decay, decoupled_weight_decay=True, amsgrad=amsgrad,

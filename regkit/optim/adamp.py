@@ -492,7 +492,7 @@ class AdamP(FunctionalOptimizer):
         *,
         channel_dim: int = 0,
         foreach: bool | None = None,
-        fused: bool = False,
+        fused: bool | None = None,
     ):
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, delta=delta, wd_ratio=wd_ratio,
@@ -580,7 +580,7 @@ class SGDP(FunctionalOptimizer):
         project_buffer: bool = False,
         channel_dim: int = 0,
         foreach: bool | None = None,
-        fused: bool = False,
+        fused: bool | None = None,
     ):
         defaults = dict(
             lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,

@@ -526,7 +526,7 @@ class AdamCPR(Float32State, FunctionalOptimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         verbose: bool = True,
-        fused: bool = False,
+        fused: bool | None = None,
     ):
         defaults = dict(
             lr=lr,

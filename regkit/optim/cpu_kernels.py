@@ -114,8 +114,7 @@ def usable(*lists: list[Tensor]) -> bool:
     if not tensors or disabled():
         return False
     dtype = tensors[0].dtype
-    if dtype not in KERNEL_DTYPES or any(t.dtype != dtype or t.device.type != "cpu" or not t.is_contiguous()
-                                         for t in tensors):  # fmt: skip
+    if dtype not in KERNEL_DTYPES or not all(t.is_cpu and t.dtype is dtype and t.is_contiguous() for t in tensors):
         return False
     return load() is not None
 

@@ -230,7 +230,7 @@ class AdamAWD(Float32State, Adam):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, *, amsgrad: bool = False, maximize: bool = False,
-                 foreach: bool | None = None, fused: bool = False):  # fmt: skip
+                 foreach: bool | None = None, fused: bool | None = None):  # fmt: skip
         super().__init__(params, lr, betas, eps, weight_decay, decoupled_weight_decay=True, amsgrad=amsgrad,
                          maximize=maximize, foreach=foreach, fused=fused)  # fmt: skip
 
@@ -268,7 +268,7 @@ class AdamAdaDecay(Adam):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, alpha: float = 4.0, *, amsgrad: bool = False, maximize: bool = False,
-                 foreach: bool | None = None, fused: bool = False):  # fmt: skip
+                 foreach: bool | None = None, fused: bool | None = None):  # fmt: skip
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, alpha=alpha,
                         decoupled_weight_decay=True, amsgrad=amsgrad, maximize=maximize, foreach=foreach)  # fmt: skip
         FunctionalOptimizer.__init__(self, params, defaults, fused=fused)  # Adam's checks and state, plus alpha

@@ -184,11 +184,18 @@ def descend_by_kernel_(
 ) -> None:
     """`descend_` in one kernel pass per tensor, ``rows`` the kernels' sums of the same ``w`` (CPU tensors only).
 
-    The multipliers are read on the host (a CPU tensor waits for no device); each measure's step becomes
+    The multipliers are read on the host (a CPU tensor waits for no device), and tensors with ``lambda = 0``
+    (the bound not reached, or not set yet) are skipped: their step is the identity. Each measure's step becomes
     the kernel's ``(a, b)``: l2 ``w *= 1 - 2 c lambda``; l1 and huber ``t = c lambda``; std
     ``w <- (1 - c s) w + c s mean`` with ``s = min(lambda / ((n - 1) std), 1 / c)`` (0 where ``std = 0``).
     """
     lams = torch.stack(multipliers).tolist()
+    active = [i for i, lam in enumerate(lams) if lam != 0]  # lambda = 0 leaves w as it is: no pass (NaN != 0 runs)
+    if len(active) < len(lams):
+        if not active:
+            return
+        params, rows = [params[i] for i in active], [rows[i] for i in active]
+        multipliers, lams = [multipliers[i] for i in active], [lams[i] for i in active]
     if measure == "l2":
         a, b = [1 - 2 * step_size * lam for lam in lams], [0.0] * len(lams)
     elif measure == "huber":

@@ -139,7 +139,7 @@ class SGD(FunctionalOptimizer):
         foreach: bool | None = None,
         corrected: bool = False,
         cautious: bool = False,
-        fused: bool = False,
+        fused: bool | None = None,
     ):
         defaults = dict(
             lr=lr,
@@ -220,7 +220,7 @@ class SGDW(SGD):
         foreach: bool | None = None,
         corrected: bool = False,
         cautious: bool = False,
-        fused: bool = False,
+        fused: bool | None = None,
     ):
         super().__init__(
             params, lr, momentum, dampening, weight_decay, nesterov,
