@@ -1,6 +1,6 @@
 """``python -m regkit.bench optim``: optimizer step time, regkit vs references, on the CIFAR ResNet-18's parameters.
 
-One row per method; its candidates (implementations) step the same parameters and gradients,
+One row per method; its candidates (implementations) step copies of the same parameters and gradients,
 interleaved in one run (the order rotates every repetition), after a warm-up. Reported:
 median and interquartile range of the step time, and the median's ratio to the row's first
 candidate (the reference: torch.optim foreach; for AdamP and SGDP the regkit AdamW/SGD they
@@ -147,6 +147,15 @@ def parameters_with_grads(model: str, device: torch.device, seed: int = 0) -> li
     return params
 
 
+def own_copy(params: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
+    """A candidate's own parameters: the same values and gradients, so that no candidate steps weights another
+    one has moved (a CPR bound measured on weights others shrank would release, and its step would be skipped)."""
+    copies = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    for copy, p in zip(copies, params, strict=True):
+        copy.grad = p.grad.clone()
+    return copies
+
+
 def time_row(candidates: list[Candidate], params, *, reps: int, warmup: int) -> list[dict]:
     """Median and IQR step time (seconds) of each candidate, interleaved; ``None`` times if it cannot run here."""
     cuda = params[0].is_cuda
@@ -154,7 +163,7 @@ def time_row(candidates: list[Candidate], params, *, reps: int, warmup: int) -> 
     optimizers, errors = {}, {}
     for c in candidates:
         try:
-            optimizers[c.label] = c.make(params)
+            optimizers[c.label] = c.make(own_copy(params))
         except (RuntimeError, ValueError) as error:  # e.g. a fused kernel missing for this device
             errors[c.label] = str(error).splitlines()[0]
     times = {label: [] for label in optimizers}
@@ -220,7 +229,7 @@ def kernel_cost() -> str:
     seconds = time.perf_counter() - start
     if not built:
         return "regkit's CPU kernels: not available (see the warning); regkit fused rows use torch's kernels"
-    return (f"regkit's CPU kernels (fused=True on the CPU): one-time cost {seconds:.1f} s in this process (a build "
+    return (f"regkit's CPU kernels (fused=True on the CPU): one-time cost {seconds:.2f} s in this process (a build "
             "takes ~25 s once per machine, a cached build loads in well under a second)")
 
 
