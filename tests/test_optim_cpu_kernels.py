@@ -6,6 +6,7 @@ Without a C++ compiler the kernels cannot be built: these tests then skip, excep
 
 import itertools
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -248,3 +249,12 @@ def test_without_a_compiler_fused_warns_once_and_takes_torch_kernels(monkeypatch
             torch.testing.assert_close(q, p, **FUSED_TOLERANCE[torch.float32])
     finally:
         cpu_kernels.load.cache_clear()  # the next test builds (loads) the real kernels again
+
+
+def test_the_build_runs_the_pypi_ninja_first_and_path_comes_back(monkeypatch):
+    ninja = pytest.importorskip("ninja")
+    monkeypatch.setenv("PATH", "/usr/bin")
+    with cpu_kernels._pypi_ninja_first():
+        assert os.environ["PATH"].split(os.pathsep)[0] == ninja.BIN_DIR
+        assert (Path(ninja.BIN_DIR) / "ninja").exists()
+    assert os.environ["PATH"] == "/usr/bin"

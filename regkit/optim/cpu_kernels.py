@@ -23,14 +23,15 @@ dtype and added in float64.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import platform
-import shutil
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -69,14 +70,22 @@ def _cpu_digest() -> str:
     return hashlib.sha1(identity.encode()).hexdigest()[:12]
 
 
-def _put_ninja_on_path() -> None:
-    """torch looks for ``ninja`` on PATH; the PyPI package installs it next to the Python it was installed for."""
-    if shutil.which("ninja") is None:
-        try:
-            import ninja
-        except ImportError:
-            return
-        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+@contextlib.contextmanager
+def _pypi_ninja_first() -> Iterator[None]:
+    """PATH with the PyPI ``ninja`` (requirements.txt) first while torch builds: torch runs ``ninja`` from PATH, and
+    two ninja versions (the system's, the virtual environment's) would take turns rebuilding the cached build,
+    ~30 s at each switch, as each rewrites the other's log. PATH is restored afterwards."""
+    path = os.environ.get("PATH", "")
+    try:
+        import ninja
+
+        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + path
+    except ImportError:
+        pass
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = path
 
 
 @functools.cache
@@ -89,11 +98,11 @@ def load():
     print("regkit: loading the CPU kernels of fused=True (the first time on a machine builds them: ~30 s)",
           file=sys.stderr)
     try:
-        _put_ninja_on_path()
-        module = cpp_extension.load(
-            name=f"regkit_cpu_kernels_{_cpu_digest()}", sources=[str(SOURCE)],
-            extra_cflags=CFLAGS + ARCH_FLAGS.get(platform.machine(), []), verbose=False,
-        )  # fmt: skip
+        with _pypi_ninja_first():
+            module = cpp_extension.load(
+                name=f"regkit_cpu_kernels_{_cpu_digest()}", sources=[str(SOURCE)],
+                extra_cflags=CFLAGS + ARCH_FLAGS.get(platform.machine(), []), verbose=False,
+            )  # fmt: skip
     except Exception as error:  # noqa: BLE001 -- no compiler, no ninja, a failed build: each its own exception type
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         warnings.warn(
