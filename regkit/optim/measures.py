@@ -167,7 +167,7 @@ def from_sums(measure: str, rows: list[list[float]], params: list[Tensor]) -> li
     if measure == "std":
         values = [_spread(row, p.numel())[1] for row, p in zip(rows, params, strict=True)]
     elif measure in KERNEL_MODES:
-        column = {"l2": 1, "l1": 2, "huber": 3}[measure]
+        column = cpu_kernels.COLUMNS[{"l2": "squares", "l1": "absolute", "huber": "huber"}[measure]]
         values = [row[column] for row in rows]
     else:
         raise ValueError(f"reg_function must be one of {MEASURES}, got {measure!r}")
@@ -176,7 +176,8 @@ def from_sums(measure: str, rows: list[list[float]], params: list[Tensor]) -> li
 
 def lengths_from_sums(rows: list[list[float]], params: list[Tensor]) -> list[Tensor]:
     """``||w||`` per tensor from the kernels' sums (the inflection-point detector's input)."""
-    return list(torch.tensor([row[1] for row in rows], dtype=reduction_dtype(params[0])).sqrt_().unbind())
+    squares = [row[cpu_kernels.COLUMNS["squares"]] for row in rows]
+    return list(torch.tensor(squares, dtype=reduction_dtype(params[0])).sqrt_().unbind())
 
 
 def descend_by_kernel_(
