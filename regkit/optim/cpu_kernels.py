@@ -2,7 +2,7 @@
 
 torch's fused Adam kernel cannot absorb what AdamCPR, AdamAWD, AdamAdaDecay, AdamP and SGDP add to the step, and on a
 CPU each extra foreach op is a full pass through memory (a norm of ResNet-18's weights costs a third of
-the whole fused Adam step). `cpu_kernels.cpp` has three kernels, for float32 and float64 CPU tensors:
+the whole fused Adam step). `cpu_kernels.cpp` has these kernels, for float32 and float64 CPU tensors:
 
 - ``adam_step``: torch's fused Adam arithmetic with a decay factor per tensor (AdamW's ``1 - lr wd``, AWD's
   ``1 - lr lambda_bar``) or per coordinate (AdaDecay's ``1 - 2 lr wd sigmoid(alpha z)``), which also sums
@@ -15,8 +15,8 @@ the whole fused Adam step). `cpu_kernels.cpp` has three kernels, for float32 and
 
 They are compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and ``ninja``; about
 30 s once, then cached under ``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``). Where that
-fails, or with ``REGKIT_CPU_KERNELS=0``, a warning says so once and ``fused=True`` takes torch's fused
-kernel with the additions on the foreach path instead (same results, slower). Results match the
+fails, a warning says so once; then, and with ``REGKIT_CPU_KERNELS=0``, ``fused=True`` takes torch's fused
+kernel with the additions on the foreach path instead (AdamP, SGDP: the foreach path; same results, slower). Results match the
 foreach path within `regkit.optim.fused.FUSED_TOLERANCE`; sums are taken in blocks in the tensor's
 dtype and added in float64.
 """
