@@ -64,6 +64,13 @@ inline void accumulate(T w, T c, T& s0, T& s1, T& s2, T& s3, T& s4, T& s5) {
   }
 }
 
+// Adam's moments of one coordinate, torch's fused arithmetic: m <- m + (1 - beta1)(g - m), v <- beta2 v + (1 - beta2) g^2
+template <typename T>
+inline void adam_moments(T grad, T& m, T& v, T one_minus_beta1, T beta2, T one_minus_beta2) {
+  m = m + one_minus_beta1 * (grad - m);
+  v = beta2 * v + one_minus_beta2 * grad * grad;
+}
+
 // One Adam step on [begin, end): m, v as torch's fused kernel, then w <- keep_i * w - step * m / (sqrt(v) / bc2 + eps)
 // with keep_i = keep - rate * sigmoid(slope * |g| + offset) when ADADECAY (else keep); STATS sums the new w.
 template <typename T, bool ADADECAY, bool MAXIMIZE, bool STATS>
@@ -77,8 +84,8 @@ void adam_range(T* __restrict p, const T* __restrict g, T* __restrict m, T* __re
 #pragma omp simd reduction(+ : s0, s1, s2, s3, s4, s5)
     for (int64_t i = start; i < stop; ++i) {
       const T grad = MAXIMIZE ? -g[i] : g[i];
-      const T mi = m[i] + one_minus_beta1 * (grad - m[i]);
-      const T vi = beta2 * v[i] + one_minus_beta2 * grad * grad;
+      T mi = m[i], vi = v[i];
+      adam_moments(grad, mi, vi, one_minus_beta1, beta2, one_minus_beta2);
       m[i] = mi;
       v[i] = vi;
       T keep_i = keep;
@@ -246,8 +253,7 @@ void projection_rows(T* __restrict p, const T* __restrict g, T* __restrict m, T*
           if (ADAM) {
             T mi = m[i], vi = v[i];
             if (!STEP) {
-              mi = mi + one_minus_beta1 * (grad - mi);
-              vi = beta2 * vi + one_minus_beta2 * grad * grad;
+              adam_moments(grad, mi, vi, one_minus_beta1, beta2, one_minus_beta2);
               m[i] = mi;
               v[i] = vi;
             }
